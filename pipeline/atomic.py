@@ -1,0 +1,88 @@
+"""Write files and folders so that a crash never leaves them half-written.
+
+Usage:
+    from pipeline.atomic import atomic_path, atomic_write_text, replace_dir
+
+    with atomic_path(Path("models/ckpt.pt")) as tmp:   # write to tmp; renamed over the target on success
+        torch.save(state, tmp)
+    atomic_write_text(Path("metrics/data.json"), json_text)
+    replace_dir(new_folder, Path("data/raw"))          # swap a fully built folder into place
+
+Each writes into a temporary name in the target's own folder (same filesystem, so `os.replace` is atomic)
+and removes the temporary on any failure, leaving the old target untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: Path, obj: object) -> None:
+    """Stable JSON (sorted keys, 2-space indent, trailing newline) so equal content gives equal bytes."""
+    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def temp_dir_beside(target: Path) -> Path:
+    """A fresh empty folder next to `target`, to build its replacement in."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move the finished folder `new` to `target`, replacing any old one.
+
+    A folder cannot be renamed over a non-empty one, so the old copy is first renamed aside and deleted only
+    after the new one is in place: at every moment `target` is either the complete old or the complete new copy
+    (with a window of one rename in which it is absent).
+    """
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())

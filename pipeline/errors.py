@@ -1,0 +1,14 @@
+"""The one exception type that means "the user's input or environment is wrong".
+
+Usage:
+    from pipeline.errors import UserError
+    raise UserError("data.sha256: expected 64 hex digits, got 'abc'")
+
+The CLI turns a UserError into its message on one line and exit code 2; anything else is a bug and keeps
+its traceback. Library code raises it for every problem a user can fix (bad params, bad archive, missing
+weights, a failed download) and never exits the process itself.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix. The message is shown as one line, without a traceback."""
