@@ -72,7 +72,7 @@ class TrainParams(Section):
     optimizer: Literal["adam", "rmsprop"]
     lr_g: PositiveFloat
     lr_d: PositiveFloat
-    betas: tuple[Fraction, Fraction]
+    betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
     n_critic: PositiveInt
     clip_value: PositiveFloat
     gp_lambda: NonNegFloat
@@ -114,7 +114,7 @@ class AfdParams(Section):
     detector: Literal["mtcnn", "anime"]
     real_count: NonNegInt
     min_face_prob: Fraction
-    mtcnn_thresholds: tuple[Fraction, Fraction, Fraction]
+    mtcnn_thresholds: Annotated[list[Fraction], Field(min_length=3, max_length=3)]
     mtcnn_upscale: PositiveInt
     mtcnn_min_face_size: PositiveInt
 
@@ -192,7 +192,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def to_dict(params: Params) -> dict[str, Any]:
-    """Plain-Python view (tuples as lists), for YAML/JSON output and provenance."""
+    """Plain-Python view, for YAML/JSON output and provenance."""
     return params.model_dump(mode="json")
 
 
