@@ -1,0 +1,276 @@
+"""Turn the raw face files into one uint8 array of equal-sized RGB faces, and say what happened to every file.
+
+Usage:
+    from pipeline.clean import clean_faces, data_metrics, read_source_info
+    result = clean_faces(Path("data/raw/faces"), out_dir, image_size=64, min_side=32,
+                         max_pixels=4096 * 4096, resample="lanczos")
+    # out_dir/faces.npy      uint8 (result.kept, 64, 64, 3), rows in numeric file order (0.jpg, 1.jpg, .., 10.jpg)
+    # out_dir/manifest.jsonl one JSON line per source file: kept (with its row index) or the reason it was dropped
+    metrics = data_metrics(result, read_source_info(Path("data/raw")))
+
+Files are read in numeric order of their stem (`2.jpg` before `10.jpg`; names that are not numbers come after,
+by name). Each file is dropped with the first reason that applies, checked in this order:
+    empty             zero bytes
+    not_image         Pillow cannot identify it
+    too_large         width * height > max_pixels, read from the header before any pixel is decoded (decompression
+                      bombs; Pillow's own DecompressionBombError lands here too)
+    too_small         short side < min_side
+    corrupt           the full decode fails (truncated or damaged data: truncated images are never padded)
+    unsupported_mode  a pixel mode with no faithful RGB conversion (float images, premultiplied "La")
+    duplicate         the decoded RGB pixels (at original size) equal an earlier kept file's; `duplicate_of` names it
+Grayscale, 16-bit grayscale (scaled by 1/256, not clipped), palette and CMYK images are converted to RGB. Images with
+an alpha channel (RGBA, LA, PA, or a palette/grey transparency key) are composited over opaque white before
+conversion (ALPHA_POLICY): anime faces are drawn on light backgrounds, and black would invent dark halos. A
+non-square image is centre-cropped to a square (CROP_POLICY) before the resize, so faces are never stretched.
+EXIF orientation is not applied (the course images carry none).
+
+Memory stays flat in the number of files: faces are decoded one at a time and appended to the .npy as they come;
+what grows is a 32-byte pixel hash and a name per kept file, for the duplicate check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import UserError
+from pipeline.npy_stream import NpyRowWriter
+from pipeline.progress import progress
+
+log = logging.getLogger(__name__)
+
+FACES_FILE = "faces.npy"
+MANIFEST_FILE = "manifest.jsonl"
+SOURCE_FILE = "SOURCE.json"  # written by the download stage beside faces/
+FACES_DIR = "faces"
+REASONS = ("empty", "not_image", "too_large", "too_small", "corrupt", "unsupported_mode", "duplicate")
+ALPHA_POLICY = "composited over opaque white (255, 255, 255) before conversion to RGB"
+CROP_POLICY = "centre square crop of non-square images, then resize"
+RESAMPLE = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "box": Image.Resampling.BOX,
+}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa"}
+
+
+class Dropped(Exception):
+    """A file that is not kept; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Face:
+    """One decoded, kept-so-far face: its original mode and size, its pixel hash, and the resized pixels."""
+
+    mode: str
+    size: tuple[int, int]
+    alpha: bool
+    digest: bytes
+    pixels: np.ndarray
+
+
+@dataclass
+class CleanResult:
+    files: int
+    kept: int
+    image_size: int
+    resample: str
+    sha256: str  # of the array's raw bytes, C order
+    dropped: dict[str, int] = field(default_factory=dict)
+    converted: dict[str, int] = field(default_factory=dict)  # original mode -> count, for kept non-RGB files
+    alpha_flattened: int = 0
+
+
+def numeric_order_key(name: str) -> tuple[int, int, str]:
+    stem = Path(name).stem
+    if stem.isdigit():
+        return (0, int(stem), name)
+    return (1, 0, name)
+
+
+def list_faces(folder: Path) -> list[str]:
+    """Names of the regular files in `folder`, in numeric order; UserError when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"no face folder at {folder}: run `animegan download` (or `dvc repro download`) first")
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.is_file()]
+    if not names:
+        raise UserError(f"{folder} holds no files: run `animegan download` (or `dvc repro download`) again")
+    return sorted(names, key=numeric_order_key)
+
+
+def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, resample: str) -> Face:
+    """Decode, check, convert to RGB and resize one file; raise Dropped (never anything else) for a bad file."""
+    if path.stat().st_size == 0:
+        raise Dropped("empty")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise Dropped("too_large", f"{w}x{h}")
+            if min(w, h) < min_side:
+                raise Dropped("too_small", f"{w}x{h}")
+            im.load()
+            mode, alpha = im.mode, has_alpha(im.mode, im.info)
+            rgb = to_rgb(im)
+    except Dropped:
+        raise
+    except Image.DecompressionBombError as e:
+        raise Dropped("too_large", _one_line(e)) from None
+    except UnidentifiedImageError:
+        raise Dropped("not_image") from None
+    except Exception as e:  # noqa: BLE001 - damaged files make Pillow's decoders raise many types
+        raise Dropped("corrupt", f"{type(e).__name__}: {_one_line(e)}") from None
+    digest = hashlib.sha256(f"{w}x{h}:".encode() + rgb.tobytes()).digest()
+    square = centre_square(rgb)
+    if square.size != (image_size, image_size):
+        square = square.resize((image_size, image_size), resample=RESAMPLE[resample])
+    return Face(mode=mode, size=(w, h), alpha=alpha, digest=digest, pixels=np.asarray(square, dtype=np.uint8))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded image -> RGB, flattening alpha over white; Dropped('unsupported_mode') when not faithful."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # Pillow's own I;16 -> RGB conversion clips at 255 instead of scaling
+        grey = np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        raise Dropped("unsupported_mode", "F (floating point pixels have no fixed range)")
+    try:
+        if has_alpha(im.mode, im.info):
+            rgba = im.convert("RGBA")
+            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return im.convert("RGB")
+    except ValueError as e:
+        raise Dropped("unsupported_mode", f"{im.mode}: {_one_line(e)}") from None
+
+
+def has_alpha(mode: str, info: dict[str, Any]) -> bool:
+    return mode in _ALPHA_MODES or "transparency" in info
+
+
+def centre_square(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    if w == h:
+        return im
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return im.crop((left, top, left + s, top + s))
+
+
+def clean_faces(
+    src: Path, out_dir: Path, *, image_size: int, min_side: int, max_pixels: int, resample: str
+) -> CleanResult:
+    """Clean every file of `src` into out_dir/faces.npy and out_dir/manifest.jsonl (out_dir: a fresh folder)."""
+    src, out_dir = Path(src), Path(out_dir)
+    if resample not in RESAMPLE:
+        raise UserError(f"data.resample: unknown filter {resample!r} (choose from {', '.join(RESAMPLE)})")
+    names = list_faces(src)
+    seen: dict[bytes, str] = {}
+    dropped: Counter[str] = Counter()
+    converted: Counter[str] = Counter()
+    alpha_flattened = 0
+    with (
+        NpyRowWriter(out_dir / FACES_FILE, row_shape=(image_size, image_size, 3)) as out,
+        open(out_dir / MANIFEST_FILE, "w", encoding="utf-8") as manifest,
+    ):
+        for name in progress(names, desc="clean", unit="img"):
+            entry: dict[str, Any] = {"name": name}
+            try:
+                face = decode_face(src / name, image_size, min_side, max_pixels, resample)
+                if face.digest in seen:
+                    raise Dropped("duplicate", seen[face.digest])
+            except Dropped as d:
+                dropped[d.reason] += 1
+                entry.update(kept=False, reason=d.reason)
+                if d.reason == "duplicate":
+                    entry["duplicate_of"] = d.detail
+                elif d.detail:
+                    entry["detail"] = d.detail
+            else:
+                seen[face.digest] = name
+                entry.update(kept=True, index=out.count, mode=face.mode, size=list(face.size))
+                out.append(face.pixels)
+                if face.mode != "RGB":
+                    converted[face.mode] += 1
+                if face.alpha:
+                    alpha_flattened += 1
+            manifest.write(json.dumps(entry, sort_keys=True) + "\n")
+    if out.count == 0:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(dropped.items()))
+        raise UserError(f"none of the {len(names)} files in {src} is a usable face image ({why})")
+    result = CleanResult(
+        files=len(names),
+        kept=out.count,
+        image_size=image_size,
+        resample=resample,
+        sha256=out.sha256,
+        dropped={r: dropped.get(r, 0) for r in REASONS},
+        converted=dict(sorted(converted.items())),
+        alpha_flattened=alpha_flattened,
+    )
+    log.info("kept %d of %d files (%s)", result.kept, result.files, _summary(result.dropped))
+    return result
+
+
+def read_source_info(raw_dir: Path) -> dict[str, Any]:
+    """url, sha256 and bytes of the downloaded archive from raw_dir/SOURCE.json; None for whatever is missing."""
+    path = Path(raw_dir) / SOURCE_FILE
+    info: dict[str, Any] = {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.warning("%s not found: the source archive's hash is recorded as null", path)
+    except (OSError, ValueError) as e:
+        log.warning("%s unreadable (%s): the source archive's hash is recorded as null", path, _one_line(e))
+    if not isinstance(info, dict):
+        info = {}
+    return {key: info.get(key) for key in ("url", "sha256", "bytes")}
+
+
+def data_metrics(result: CleanResult, source: dict[str, Any]) -> dict[str, Any]:
+    """The content of metrics/data.json: what went in, what came out, and how."""
+    return {
+        "files": result.files,
+        "kept": result.kept,
+        "dropped": sum(result.dropped.values()),
+        "dropped_by_reason": result.dropped,
+        "converted_to_rgb": result.converted,
+        "alpha_flattened": result.alpha_flattened,
+        "alpha_policy": ALPHA_POLICY,
+        "crop_policy": CROP_POLICY,
+        "image_size": result.image_size,
+        "shape": [result.kept, result.image_size, result.image_size, 3],
+        "resample": result.resample,
+        "resample_filter": f"PIL.Image.Resampling.{RESAMPLE[result.resample].name}",
+        "sha256": result.sha256,
+        "source": source,
+    }
+
+
+def _summary(dropped: dict[str, int]) -> str:
+    parts = [f"{n} {r}" for r, n in dropped.items() if n]
+    return "dropped " + ", ".join(parts) if parts else "none dropped"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
