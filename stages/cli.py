@@ -83,6 +83,7 @@ def _stage_command(name: str, help_text: str) -> None:
 
 _stage_command("download", "Download and verify the dataset zip, extract it into paths.raw (never overwrites).")
 _stage_command("clean", "Decode, filter, dedupe and resize the raw faces into paths.clean.")
+_stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
 
 
 @app.command("make-faces")
@@ -99,6 +100,33 @@ def make_faces(
 
         write_faces_zip(out, count=count, size=size, seed=seed)
         typer.echo(f"wrote {count} faces to {out}")
+
+    run_guarded(go)
+
+
+RevsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="git revisions or DVC experiment names (`dvc exp show`); none: the workspace"),
+]
+
+
+@app.command("compare")
+def compare(
+    revs: RevsArg = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    alpha: Annotated[float, typer.Option(help="significance level of the pairwise tests")] = 0.05,
+) -> None:
+    """Table of FID, KID, AFD (mean ± std over draws) per run, and whether each pair differs beyond noise."""
+
+    def go() -> None:
+        from pipeline.compare import compare_runs, format_comparison
+
+        eval_path = f"{resolve(params, set_).paths.metrics}/eval.json"
+        result = compare_runs(Path.cwd(), list(revs or []), eval_path, alpha)
+        typer.echo(format_comparison(result), nl=False)
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
     run_guarded(go)
 

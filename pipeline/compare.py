@@ -1,0 +1,205 @@
+"""Compare runs' FID, KID and AFD, and say whether each difference is larger than draw-to-draw noise.
+
+Usage:
+    from pipeline.compare import compare_runs, format_comparison
+    result = compare_runs(".", ["main", "exp-wgan"], eval_path="metrics/eval.json", alpha=0.05)
+    print(format_comparison(result))       # Markdown: one table of mean ± std, one of pairwise tests
+    result.warnings                        # one line per provenance field that differs between two runs
+
+Each run is the workspace (rev None), a git revision or a DVC experiment name (see pipeline.revisions). The
+test is Welch's two-sided t-test (unequal variances) on the per-draw values that evaluate stores in
+eval.json. It measures only the noise of drawing new samples from the same trained generator, not the noise of
+training again with another seed, and the p-values are not corrected for the number of comparisons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from pipeline.errors import UserError
+from pipeline.revisions import Run, open_run
+
+# (key in eval.json, display name, True when lower is better)
+METRICS: tuple[tuple[str, str, bool], ...] = (("fid", "FID", True), ("kid", "KID", True), ("afd", "AFD", False))
+
+# Provenance fields that make two runs' numbers incomparable when they differ. Package versions and the
+# device change numbers only in the last digits, so they are shown by the report but not warned about.
+COMPARABILITY_KEYS = (
+    "dataset_sha256",
+    "fid_backbone",
+    "weights_sha256",
+    "detector",
+    "image_count",
+    "reference_count",
+    "repeats",
+    "jpeg_quality",
+)
+
+TEST_NAME = "Welch's two-sided t-test (unequal variances) on the per-draw values"
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    std: float
+    draws: tuple[float, ...]
+
+    @classmethod
+    def from_eval(cls, entry: Any) -> Spread | None:
+        if not isinstance(entry, dict) or "mean" not in entry:
+            return None
+        draws = tuple(float(x) for x in entry.get("draws") or ())
+        return cls(float(entry["mean"]), float(entry.get("std", 0.0)), draws)
+
+
+@dataclass
+class RunMetrics:
+    label: str
+    eval: dict[str, Any]
+    spreads: dict[str, Spread | None]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        prov = self.eval.get("provenance")
+        return prov if isinstance(prov, dict) else {}
+
+
+@dataclass(frozen=True)
+class PairTest:
+    a: str
+    b: str
+    metric: str
+    diff: float | None  # mean of b minus mean of a
+    p: float | None  # None: the test cannot be run (why in `verdict`)
+    verdict: str
+    significant: bool
+    comparable: bool = True  # False: the two runs' provenance differs (see Comparison.warnings)
+
+
+@dataclass
+class Comparison:
+    runs: list[RunMetrics]
+    tests: list[PairTest]
+    alpha: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_run_metrics(run: Run, eval_path: str) -> RunMetrics:
+    data = run.read_json(eval_path)
+    if data is None:
+        raise UserError(f"{run.label}: no {eval_path} (run `dvc repro` or `animegan evaluate` there first)")
+    if not isinstance(data, dict):
+        raise UserError(f"{run.label}: {eval_path} is not a JSON object")
+    return RunMetrics(run.label, data, {key: Spread.from_eval(data.get(key)) for key, _, _ in METRICS})
+
+
+def compare_runs(root: str | Path, revs: list[str | None], eval_path: str, alpha: float) -> Comparison:
+    """Load eval.json at each rev (None: the workspace) and test every pair of runs on every metric."""
+    if not 0 < alpha < 1:
+        raise UserError(f"alpha must be between 0 and 1 (got {alpha})")
+    runs = [load_run_metrics(open_run(root, rev), eval_path) for rev in (revs or [None])]
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"the same run is named twice: {', '.join(labels)}")
+    return compare_metrics(runs, alpha)
+
+
+def compare_metrics(runs: list[RunMetrics], alpha: float) -> Comparison:
+    tests, warnings = [], []
+    for a, b in itertools.combinations(runs, 2):
+        differs = provenance_warnings(a, b)
+        warnings += differs
+        for key, name, lower_better in METRICS:
+            test = welch_test(a, b, key, name, lower_better, alpha)
+            tests.append(dataclasses.replace(test, comparable=not differs))
+    return Comparison(runs, tests, alpha, warnings)
+
+
+def welch_test(a: RunMetrics, b: RunMetrics, key: str, name: str, lower_better: bool, alpha: float) -> PairTest:
+    sa, sb = a.spreads.get(key), b.spreads.get(key)
+    if sa is None or sb is None:
+        return PairTest(a.label, b.label, name, None, None, "missing in one run", False)
+    diff = sb.mean - sa.mean
+    if len(sa.draws) < 2 or len(sb.draws) < 2:
+        return PairTest(a.label, b.label, name, diff, None, "needs at least 2 draws per run", False)
+    if _constant(sa.draws) and _constant(sb.draws):
+        # No spread was measured in either run, so noise cannot be estimated: say so rather than claim p = 0.
+        return PairTest(a.label, b.label, name, diff, None, "no draw-to-draw spread in either run", False)
+    p = float(stats.ttest_ind(sb.draws, sa.draws, equal_var=False).pvalue)
+    if math.isnan(p):
+        return PairTest(a.label, b.label, name, diff, None, "test undefined for these draws", False)
+    if p >= alpha:
+        return PairTest(a.label, b.label, name, diff, p, "within draw noise", False)
+    better = b.label if (diff < 0) == lower_better else a.label
+    return PairTest(a.label, b.label, name, diff, p, f"{better} better", True)
+
+
+def provenance_warnings(a: RunMetrics, b: RunMetrics) -> list[str]:
+    out = []
+    pa, pb = a.provenance, b.provenance
+    for key in COMPARABILITY_KEYS:
+        va, vb = pa.get(key), pb.get(key)
+        if va != vb:
+            out.append(
+                f"{a.label} vs {b.label}: provenance {key} differs ({_short(va)} vs {_short(vb)}), "
+                "so their numbers are not comparable"
+            )
+    return out
+
+
+def format_comparison(result: Comparison) -> str:
+    """Markdown tables (they read as plain text in a terminal too)."""
+    lines = [
+        "| run | " + " | ".join(name for _, name, _ in METRICS) + " | draws |",
+        "|---|" + "---:|" * (len(METRICS) + 1),
+    ]
+    for run in result.runs:
+        cells = [format_spread(run.spreads[key]) for key, _, _ in METRICS]
+        draws = max((len(s.draws) for s in run.spreads.values() if s is not None), default=0)
+        lines.append(f"| {run.label} | " + " | ".join(cells) + f" | {draws} |")
+    lines.append("")
+    lines.append("mean ± std over the repeated draws; lower FID and KID, higher AFD are better.")
+    if result.tests:
+        lines += [
+            "",
+            f"Significance: {TEST_NAME}; significant when p < {result.alpha:g}. It covers sampling noise only",
+            "(not retraining with another seed) and is not corrected for multiple comparisons.",
+            "",
+            "| A | B | metric | B − A | p | verdict |",
+            "|---|---|---|---:|---:|---|",
+        ]
+        for t in result.tests:
+            diff = "n/a" if t.diff is None else f"{t.diff:+.4g}"
+            p = "n/a" if t.p is None else f"{t.p:.3g}"
+            verdict = f"**{t.verdict}**" if t.significant else t.verdict
+            if not t.comparable:
+                verdict += " (provenance differs: not comparable)"
+            lines.append(f"| {t.a} | {t.b} | {t.metric} | {diff} | {p} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_spread(s: Spread | None) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s.mean:.4g} ± {s.std:.2g}"
+
+
+def _constant(values: tuple[float, ...]) -> bool:
+    return max(values) - min(values) == 0
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "absent"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12]
+    return text if len(text) <= 60 else text[:57] + "..."

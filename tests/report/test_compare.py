@@ -1,0 +1,107 @@
+"""`animegan compare` on real DVC experiments: the table, the significance column, the provenance warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.compare import (
+    METRICS,
+    RunMetrics,
+    Spread,
+    compare_metrics,
+    compare_runs,
+    format_comparison,
+    welch_test,
+)
+from pipeline.errors import UserError
+from stages.cli import app
+
+
+def test_experiments_table_significance_and_no_warning(exp_repo: Path) -> None:
+    result = compare_runs(exp_repo, ["main", "same", "better"], "metrics/eval.json", alpha=0.05)
+    assert [r.label for r in result.runs] == ["main", "same", "better"]
+    assert result.runs[2].spreads["fid"].mean == pytest.approx(80.0)
+    assert result.warnings == []  # same dataset, weights and detector everywhere
+    by = {(t.a, t.b, t.metric): t for t in result.tests}
+    assert len(by) == 3 * len(METRICS)
+    same = by[("main", "same", "FID")]
+    assert same.diff == pytest.approx(0.0) and same.p == pytest.approx(1.0) and not same.significant
+    fid = by[("main", "better", "FID")]
+    assert fid.significant and fid.p < 1e-6 and fid.verdict == "better better"
+    afd = by[("same", "better", "AFD")]
+    assert afd.significant and afd.diff == pytest.approx(0.2) and afd.verdict == "better better"
+
+
+def test_provenance_warning_names_the_field(exp_repo: Path) -> None:
+    result = compare_runs(exp_repo, ["same", "otherdata"], "metrics/eval.json", alpha=0.05)
+    assert len(result.warnings) == 1
+    assert "dataset_sha256 differs (aaaaaaaaaaaa vs cccccccccccc)" in result.warnings[0]
+
+
+def test_cli_prints_table_test_and_warnings(exp_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(exp_repo)
+    out = CliRunner().invoke(
+        app,
+        ["compare", "main", "better", "otherdata", "--params", str(Path(__file__).parents[2] / "params.yaml")],
+    )
+    assert out.exit_code == 0, out.output
+    assert "| better | 80 ± 0.58 | 0.008 ± 5.8e-05 | 0.7 ± 0.0058 | 5 |" in out.stdout
+    assert "Welch's two-sided t-test" in out.stdout
+    assert "| main | better | FID | -20 |" in out.stdout and "**better better**" in out.stdout
+    assert "warning: main vs otherdata: provenance dataset_sha256 differs" in out.stderr
+
+
+def test_workspace_is_the_default(exp_repo: Path) -> None:
+    result = compare_runs(exp_repo, [], "metrics/eval.json", alpha=0.05)
+    assert [r.label for r in result.runs] == ["workspace"] and result.tests == []
+
+
+def test_unknown_revision_and_missing_file_are_user_errors(exp_repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="neither a git revision nor a DVC experiment"):
+        compare_runs(exp_repo, ["no-such-exp"], "metrics/eval.json", alpha=0.05)
+    with pytest.raises(UserError, match="no metrics/nothing.json"):
+        compare_runs(exp_repo, ["main"], "metrics/nothing.json", alpha=0.05)
+    with pytest.raises(UserError, match="no metrics/eval.json"):
+        compare_runs(tmp_path, [], "metrics/eval.json", alpha=0.05)
+
+
+def test_dvc_exp_show_and_metrics_diff_see_the_experiments(exp_repo: Path, shell) -> None:
+    """The README's DVC-native commands, run on the same repository."""
+    shown = json.loads(shell(exp_repo, "dvc", "exp", "show", "--json"))
+    names = {e["name"] for base in shown for e in (base.get("experiments") or [])}
+    assert {"same", "better", "otherdata"} <= names
+    diff = json.loads(shell(exp_repo, "dvc", "metrics", "diff", "main", "better", "--json"))
+    assert diff["metrics/eval.json"]["fid.mean"]["diff"] == pytest.approx(-20.0)
+
+
+def _run(label: str, **draws: list[float]) -> RunMetrics:
+    spreads = {k: Spread(sum(v) / len(v), 0.0, tuple(v)) for k, v in draws.items()}
+    return RunMetrics(label, {}, {k: spreads.get(k) for k, _, _ in METRICS})
+
+
+def test_tests_that_cannot_run_say_why() -> None:
+    one = _run("a", fid=[10.0])
+    two = _run("b", fid=[10.0, 11.0])
+    assert welch_test(one, two, "fid", "FID", True, 0.05).verdict == "needs at least 2 draws per run"
+    flat_a, flat_b = _run("a", fid=[10.0, 10.0]), _run("b", fid=[12.0, 12.0])
+    t = welch_test(flat_a, flat_b, "fid", "FID", True, 0.05)
+    assert t.p is None and t.verdict == "no draw-to-draw spread in either run" and t.diff == 2.0
+    assert welch_test(flat_a, flat_b, "kid", "KID", True, 0.05).verdict == "missing in one run"
+    assert compare_metrics([flat_a, flat_b], 0.05).warnings == []
+
+
+def test_higher_afd_is_better_lower_fid_is_better() -> None:
+    a = _run("a", fid=[50.0, 51.0, 49.0], afd=[0.30, 0.31, 0.29])
+    b = _run("b", fid=[60.0, 61.0, 59.0], afd=[0.50, 0.51, 0.49])
+    assert welch_test(a, b, "fid", "FID", True, 0.05).verdict == "a better"
+    assert welch_test(a, b, "afd", "AFD", False, 0.05).verdict == "b better"
+
+
+def test_incomparable_pairs_are_marked_in_the_table(exp_repo: Path) -> None:
+    result = compare_runs(exp_repo, ["same", "otherdata"], "metrics/eval.json", alpha=0.05)
+    assert all(not t.comparable for t in result.tests)
+    assert "(provenance differs: not comparable)" in format_comparison(result)
