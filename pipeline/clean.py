@@ -108,8 +108,15 @@ def list_faces(folder: Path) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"no face folder at {folder}: run `animegan download` (or `dvc repro download`) first")
+    names, others = [], 0
     with os.scandir(folder) as entries:
-        names = [e.name for e in entries if e.is_file()]
+        for e in entries:
+            if e.is_file():
+                names.append(e.name)
+            else:
+                others += 1
+    if others:
+        log.warning("%s: skipped %d entries that are not files (sub-folders are not searched)", folder, others)
     if not names:
         raise UserError(f"{folder} holds no files: run `animegan download` (or `dvc repro download`) again")
     return sorted(names, key=numeric_order_key)
@@ -233,7 +240,7 @@ def clean_faces(
 
 
 def read_source_info(raw_dir: Path) -> dict[str, Any]:
-    """url, sha256 and bytes of the downloaded archive from raw_dir/SOURCE.json; None for whatever is missing."""
+    """url, sha256, bytes and pinned of the archive, from raw_dir/SOURCE.json; None for whatever is missing."""
     path = Path(raw_dir) / SOURCE_FILE
     info: dict[str, Any] = {}
     try:
@@ -244,7 +251,7 @@ def read_source_info(raw_dir: Path) -> dict[str, Any]:
         log.warning("%s unreadable (%s): the source archive's hash is recorded as null", path, _one_line(e))
     if not isinstance(info, dict):
         info = {}
-    return {key: info.get(key) for key in ("url", "sha256", "bytes")}
+    return {key: info.get(key) for key in ("url", "sha256", "bytes", "pinned")}
 
 
 def data_metrics(result: CleanResult, source: dict[str, Any]) -> dict[str, Any]:
