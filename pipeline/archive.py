@@ -37,8 +37,11 @@ class Extracted:
     layout: str
 
 
-def extract_faces(zip_path: Path, dest: Path, max_entries: int, max_total_bytes: int) -> Extracted:
-    """Check every entry of `zip_path`, then write its files under `dest/faces/`."""
+def extract_faces(
+    zip_path: Path, dest: Path, max_entries: int, max_total_bytes: int, source: str | None = None
+) -> Extracted:
+    """Check every entry of `zip_path`, then write its files under `dest/faces/`; messages name it as `source`."""
+    source = source or Path(zip_path).name
     try:
         with zipfile.ZipFile(zip_path) as zf:
             infos = zf.infolist()
@@ -55,11 +58,11 @@ def extract_faces(zip_path: Path, dest: Path, max_entries: int, max_total_bytes:
     except UserError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as e:
-        raise UserError(f"{zip_path.name}: not a readable zip archive ({_one_line(e)})") from None
+        raise UserError(f"{source}: not a readable zip archive ({_one_line(e)})") from None
     except (NotImplementedError, RuntimeError) as e:  # unsupported compression method, encrypted entries
-        raise UserError(f"{zip_path.name}: cannot extract ({_one_line(e)})") from None
+        raise UserError(f"{source}: cannot extract ({_one_line(e)})") from None
     except OSError as e:
-        raise UserError(f"cannot extract {zip_path.name}: {e.strerror or _one_line(e)}") from None
+        raise UserError(f"cannot extract {source}: {e.strerror or _one_line(e)}") from None
     return Extracted(files=len(files), bytes=written, layout=layout)
 
 

@@ -55,7 +55,11 @@ def run(params: Params) -> None:
         staging = temp_dir_beside(raw)
         try:
             unpacked = extract_faces(
-                download.path, staging, max_entries=data.max_entries, max_total_bytes=data.max_total_mb << 20
+                download.path,
+                staging,
+                max_entries=data.max_entries,
+                max_total_bytes=data.max_total_mb << 20,
+                source=data.url,
             )
             source = {
                 "url": data.url,
