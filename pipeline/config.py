@@ -129,8 +129,9 @@ class EvalParams(Section):
 class DetectorParams(Section):
     seed: NonNegInt
     holdout: Fraction
+    calibration: Fraction
     epochs: PositiveInt
-    batch_size: PositiveInt
+    batch_size: Annotated[int, Field(ge=2)]
     lr: PositiveFloat
     target_recall: Fraction
     max_train_faces: NonNegInt

@@ -1,0 +1,40 @@
+"""Stage `detector`: train the `anime` face detector on the clean faces; write its weights, meta and metrics.
+
+Usage:
+    animegan detector [--set detector.epochs=5]      # or: dvc repro detector
+
+Reads <paths.clean>/faces.npy. Writes <paths.detector>/ (detector.pt, meta.json, holdout.npy: the held-out face
+indices) as one folder swapped into place, then <paths.metrics>/detector.json (held-out recall, false-positive
+rate per negative kind, threshold, training time) for `dvc metrics diff`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.anime_detector import pick_device, save_detector
+from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.config import Params
+from pipeline.detector_training import fit_detector
+from pipeline.errors import UserError
+
+
+def run(params: Params) -> None:
+    faces_path = Path(params.paths.clean) / "faces.npy"
+    if not faces_path.is_file():
+        raise UserError(f"{faces_path} not found: run the clean stage first (`animegan clean`)")
+    faces = np.load(faces_path, mmap_mode="r")
+    result = fit_detector(faces, params.detector, device=pick_device())
+
+    target = Path(params.paths.detector)
+    folder = temp_dir_beside(target)
+    try:
+        digest = save_detector(folder, result.model, result.meta)
+        np.save(folder / "holdout.npy", result.split.holdout)
+        replace_dir(folder, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    atomic_write_json(Path(params.paths.metrics) / "detector.json", {**result.metrics, "weights_sha256": digest})
