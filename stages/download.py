@@ -38,7 +38,7 @@ def run(params: Params) -> None:
     data = params.data
     raw = Path(params.paths.raw)
     stamp = read_source(raw)
-    if stamp is None and raw.exists() and any(raw.iterdir()):
+    if stamp is None and raw.exists() and (not raw.is_dir() or any(raw.iterdir())):
         raise UserError(
             f"{raw} holds files but no readable {SOURCE_FILE}, so this stage did not make it: "
             "move it aside (or point data.url at your zip) and run again"

@@ -219,3 +219,18 @@ def test_foreign_raw_folder_is_never_overwritten(http_server, faces_zip, stage_p
     (raw_dir(params) / "faces" / "mine.jpg").write_bytes(b"unzipped by hand")
     assert_refused(params, "holds files but no readable SOURCE.json", snapshot)
     assert http_server.requests == []
+
+
+def test_raw_path_that_is_a_file_is_refused(http_server, faces_zip, stage_params, snapshot) -> None:
+    params = stage_params(url=http_server.serve("/faces.zip", faces_zip("faces.zip")))
+    raw_dir(params).parent.mkdir(parents=True)
+    raw_dir(params).write_text("not a folder")
+    assert_refused(params, "no readable SOURCE.json", snapshot)
+    assert http_server.requests == []
+
+
+def test_empty_raw_folder_is_filled(faces_zip, stage_params) -> None:
+    params = stage_params(url=str(faces_zip("faces.zip")))
+    raw_dir(params).mkdir(parents=True)
+    download.run(params)
+    assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg"]
