@@ -155,35 +155,50 @@ def provenance_warnings(a: RunMetrics, b: RunMetrics) -> list[str]:
     return out
 
 
+SUMMARY_HEADERS = ["run", *(name for _, name, _ in METRICS), "draws"]
+TEST_HEADERS = ["A", "B", "metric", "B − A", "p", "verdict"]
+NOTE = "mean ± std over the repeated draws; lower FID and KID, higher AFD are better."
+
+
+def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]]]:
+    """Cells of the summary table (one row per run) and of the test table (one row per pair and metric)."""
+    summary = []
+    for run in result.runs:
+        draws = max((len(s.draws) for s in run.spreads.values() if s is not None), default=0)
+        summary.append([run.label, *(format_spread(run.spreads[key]) for key, _, _ in METRICS), str(draws)])
+    tests = []
+    for t in result.tests:
+        verdict = f"**{t.verdict}**" if t.significant else t.verdict
+        if not t.comparable:
+            verdict += " (provenance differs: not comparable)"
+        diff = "n/a" if t.diff is None else f"{t.diff:+.4g}"
+        tests.append([t.a, t.b, t.metric, diff, "n/a" if t.p is None else f"{t.p:.3g}", verdict])
+    return summary, tests
+
+
+def significance_note(result: Comparison) -> str:
+    return (
+        f"Significance: {TEST_NAME}; significant when p < {result.alpha:g}. It covers sampling noise only "
+        "(not retraining with another seed) and is not corrected for multiple comparisons."
+    )
+
+
 def format_comparison(result: Comparison) -> str:
     """Markdown tables (they read as plain text in a terminal too)."""
-    lines = [
-        "| run | " + " | ".join(name for _, name, _ in METRICS) + " | draws |",
-        "|---|" + "---:|" * (len(METRICS) + 1),
-    ]
-    for run in result.runs:
-        cells = [format_spread(run.spreads[key]) for key, _, _ in METRICS]
-        draws = max((len(s.draws) for s in run.spreads.values() if s is not None), default=0)
-        lines.append(f"| {run.label} | " + " | ".join(cells) + f" | {draws} |")
-    lines.append("")
-    lines.append("mean ± std over the repeated draws; lower FID and KID, higher AFD are better.")
-    if result.tests:
-        lines += [
-            "",
-            f"Significance: {TEST_NAME}; significant when p < {result.alpha:g}. It covers sampling noise only",
-            "(not retraining with another seed) and is not corrected for multiple comparisons.",
-            "",
-            "| A | B | metric | B − A | p | verdict |",
-            "|---|---|---|---:|---:|---|",
-        ]
-        for t in result.tests:
-            diff = "n/a" if t.diff is None else f"{t.diff:+.4g}"
-            p = "n/a" if t.p is None else f"{t.p:.3g}"
-            verdict = f"**{t.verdict}**" if t.significant else t.verdict
-            if not t.comparable:
-                verdict += " (provenance differs: not comparable)"
-            lines.append(f"| {t.a} | {t.b} | {t.metric} | {diff} | {p} | {verdict} |")
+    summary, tests = comparison_rows(result)
+    lines = [markdown_table(SUMMARY_HEADERS, summary), "", NOTE]
+    if tests:
+        lines += ["", significance_note(result), "", markdown_table(TEST_HEADERS, tests)]
     return "\n".join(lines) + "\n"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def format_spread(s: Spread | None) -> str:

@@ -132,6 +132,29 @@ def compare(
     run_guarded(go)
 
 
+@app.command("report")
+def report(
+    revs: RevsArg = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file, Markdown twin beside it (default: plots/report.html)")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """One self-contained HTML report (+ Markdown twin) of the runs: metrics, samples, curves, spread."""
+
+    def go() -> None:
+        from pipeline.report import build_report, write_report
+
+        paths = resolve(params, set_).paths
+        html_path = out or Path(paths.plots) / "report.html"
+        built = build_report(Path.cwd(), list(revs or []), paths.metrics, paths.plots)
+        write_report(built, html_path, html_path.with_suffix(".md"))
+        typer.echo(f"wrote {html_path} and {html_path.with_suffix('.md')}")
+
+    run_guarded(go)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,102 @@
+"""`animegan report`: one self-contained HTML file and a Markdown twin, built from real DVC experiments."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.report import build_report, curve_name, newest_of_each_sequence, read_tsv_curve, sparkline
+from stages.cli import app
+
+PROJECT_PARAMS = str(Path(__file__).parents[2] / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def report(exp_repo: Path):
+    return build_report(exp_repo, ["main", "better", "otherdata"], metrics_dir="metrics", plots_dir="plots")
+
+
+def test_html_is_self_contained_with_every_part(report) -> None:
+    html = report.html
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r'src="(?!data:)', html)  # every image is inlined
+    assert html.count('src="data:image/png;base64,') == 3  # the newest grid of each run, not the older one
+    assert "grid_epoch_2.png" in html and "grid_epoch_1.png" not in html
+    assert "Welch&#x27;s two-sided t-test" in html and "provenance differs: not comparable" in html
+    for title in ("FID per draw", "KID per draw", "AFD per draw", ">losses<", ">train/images_per_s<"):
+        assert title in html
+    assert html.count("<svg") == 3 + 3 * 2  # spread charts + (losses, images/s) per run
+    assert "100 ± 0.58" in html and "80 ± 0.58" in html
+
+
+def test_markdown_twin_has_the_tables_and_curves(report) -> None:
+    md = report.markdown
+    assert "| main | better | FID | -20 | 1.4e-11 | **better better** |" in md
+    assert "> warning: main vs otherdata: provenance dataset_sha256 differs" in md
+    assert "| FID | 100 ± 0.58 | 5 | 100, 100.8, 99.4, 100.3, 99.5 | lower |" in md
+    assert re.search(r"train/loss_d +█+.*1.02 … 1.4, last 1.02", md)
+    assert "base64" not in md and len(md) < 65536  # fits a GitHub PR comment
+
+
+def test_cli_writes_html_and_markdown(exp_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(exp_repo)
+    out = tmp_path / "r" / "report.html"
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--params", PROJECT_PARAMS])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## workspace" in md and "## Comparison" not in md  # one run: no pairwise table
+
+
+def test_run_without_metrics_says_so(tmp_path: Path) -> None:
+    built = build_report(tmp_path, [], metrics_dir="metrics", plots_dir="plots")
+    assert "not evaluated yet" in built.html and "not evaluated yet" in built.markdown
+
+
+def test_curve_and_image_helpers() -> None:
+    assert curve_name("plots/train/plots/metrics/train/loss_d.tsv") == "train/loss_d"
+    assert curve_name("plots/other/speed.tsv") == "speed"
+    assert read_tsv_curve(b"timestamp\tstep\tloss\n1\t0\t2.5\n2\t1\tnan\n3\t2\toops\n")[0] == (0.0, 2.5)
+    assert read_tsv_curve(b"") == []
+    paths = ["p/grid_epoch_2.png", "p/grid_epoch_10.png", "p/grid_epoch_9.png", "p/clean_preview.png"]
+    assert newest_of_each_sequence(paths) == ["p/clean_preview.png", "p/grid_epoch_10.png"]
+    assert sparkline([1, 2, 3]) == "▁▅█" and sparkline([5, 5]) == "▁▁" and len(sparkline(list(range(100)))) == 40
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+  const charts = [...document.querySelectorAll("svg")].map(s => s.getBoundingClientRect().width);
+  const pre = document.createElement("pre");
+  pre.id = "check";
+  pre.textContent = JSON.stringify({images, charts});
+  document.body.appendChild(pre);
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_renders_in_headless_chromium_and_images_decode(report, tmp_path: Path) -> None:
+    # The probe script goes into a copy: the report itself stays script-free.
+    page = tmp_path / "probe.html"
+    page.write_text(report.html.replace("</body>", CHECK), encoding="utf-8")
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="check">(.*?)</pre>', done.stdout)
+    assert found, f"no probe output; stderr: {done.stderr[-2000:]}"
+    probe = json.loads(found.group(1).replace("&quot;", '"'))
+    assert len(probe["images"]) == 3
+    assert all(ok and w > 0 and h > 0 for ok, w, h in probe["images"]), probe["images"]
+    assert len(probe["charts"]) == 9 and all(w > 0 for w in probe["charts"])
