@@ -85,6 +85,8 @@ class TrainParams(Section):
     channels_last: bool
     checkpoint_every: PositiveInt
     grid_size: Annotated[int, Field(ge=1, le=256)]
+    log_every: PositiveInt
+    on_mismatch: Literal["refuse", "restart"]
 
 
 class SampleParams(Section):

@@ -83,6 +83,7 @@ def _stage_command(name: str, help_text: str) -> None:
 
 _stage_command("download", "Download and verify the dataset zip, extract it into paths.raw (never overwrites).")
 _stage_command("clean", "Decode, filter, dedupe and resize the raw faces into paths.clean.")
+_stage_command("train", "Train the GAN on the clean faces (resumes from paths.models/checkpoint.pt; torchrun: DDP).")
 _stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
 _stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
 

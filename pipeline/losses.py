@@ -1,0 +1,60 @@
+"""GAN objectives on raw critic scores (logits): gan (the course's BCE), wgan, wgan-gp, hinge.
+
+Usage:
+    from pipeline.losses import critic_loss, generator_loss, gradient_penalty
+    loss_d = critic_loss("gan", critic(real), critic(fake.detach()))
+    loss_d = loss_d + gp_lambda * gradient_penalty(critic, real, fake.detach(), noise_generator)  # wgan-gp
+    loss_g = generator_loss("gan", critic(fake))
+
+Scores are cast to float32 first, so the losses are the same under bf16 autocast. `gan` is the course's
+(BCE(D(x), 1) + BCE(D(G(z)), 0)) / 2 with the critic's final sigmoid folded into BCE-with-logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("gan", "wgan", "wgan-gp", "hinge")
+
+
+def critic_loss(loss: str, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    real, fake = real_scores.float(), fake_scores.float()
+    if loss == "gan":
+        return (
+            F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        ) / 2
+    if loss in ("wgan", "wgan-gp"):
+        return fake.mean() - real.mean()
+    if loss == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+
+
+def generator_loss(loss: str, fake_scores: torch.Tensor) -> torch.Tensor:
+    fake = fake_scores.float()
+    if loss == "gan":
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))  # the non-saturating loss
+    if loss in ("wgan", "wgan-gp", "hinge"):
+        return -fake.mean()
+    raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+
+
+def gradient_penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """WGAN-GP: mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random points between real and fake."""
+    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, generator=generator, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores = critic(x_hat).float()
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def clip_weights(critic: nn.Module, clip_value: float) -> None:
+    """WGAN's Lipschitz constraint: clamp every critic parameter to [-clip_value, clip_value] after its step."""
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.clamp_(-clip_value, clip_value)

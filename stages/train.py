@@ -1,0 +1,76 @@
+"""train stage: paths.clean/faces.npy -> paths.models/{generator.pt, checkpoint.pt}, metrics/train.json, curves.
+
+Usage:
+    animegan train [--set train.epochs=10 --set train.loss=wgan-gp]          # or: dvc repro train
+    torchrun --nproc_per_node=4 -m stages.cli train                          # DDP, the same entry point
+    from stages.train import run; run(load_params("params.yaml"))
+
+Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or with more epochs); a finished run
+rerun rewrites nothing. Only rank 0 writes. Curves and per-epoch grids go to paths.plots/train/ (see
+pipeline.train_log); the clean faces are loaded once, whole, onto the training device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_write_json
+from pipeline.clean import FACES_FILE
+from pipeline.config import Params
+from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
+
+GENERATOR_FILE = "generator.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "train.json"
+PLOTS_DIR = "train"
+
+
+def run(params: Params) -> None:
+    if params.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
+    from pipeline.distributed import init_distributed
+    from pipeline.train_log import DvcLiveTrainLog
+    from pipeline.training import TrainPaths, train_gan
+
+    paths = params.paths
+    faces = load_faces(Path(paths.clean) / FACES_FILE, params.data.image_size)
+    models = Path(paths.models)
+    dist_info = init_distributed()
+    try:
+        summary = train_gan(
+            faces,
+            params.train,
+            TrainPaths(checkpoint=models / CHECKPOINT_FILE, generator=models / GENERATOR_FILE),
+            dist_info,
+            make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
+        )
+        if dist_info.is_main:
+            write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
+    finally:
+        dist_info.close()
+
+
+def load_faces(path: Path, image_size: int) -> np.ndarray:
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the clean stage first (animegan clean)")
+    faces = np.load(path)
+    if faces.ndim != 4 or faces.shape[1:] != (image_size, image_size, 3) or faces.dtype != np.uint8:
+        raise UserError(
+            f"{path} holds {faces.dtype} {faces.shape}, not uint8 (N, {image_size}, {image_size}, 3) for "
+            "data.image_size: rerun the clean stage"
+        )
+    return faces
+
+
+def write_metrics_if_changed(path: Path, summary: dict) -> None:
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    atomic_write_json(path, summary)
