@@ -24,8 +24,9 @@ conversion (ALPHA_POLICY): anime faces are drawn on light backgrounds, and black
 non-square image is centre-cropped to a square (CROP_POLICY) before the resize, so faces are never stretched.
 EXIF orientation is not applied (the course images carry none).
 
-Memory stays flat in the number of files: faces are decoded one at a time and appended to the .npy as they come;
-what grows is a 32-byte pixel hash and a name per kept file, for the duplicate check.
+Pixel memory stays flat in the number of files: faces are decoded one at a time and appended to the .npy as they
+come. What grows is bookkeeping of about 0.2 KB per file (the sorted names, and a pixel hash per kept face for the
+duplicate check): about 12 MB for 50,000 files, against 600 MB for the 64 px array itself (bench/clean.py).
 """
 
 from __future__ import annotations
