@@ -53,6 +53,7 @@ MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MIN_DISPLAY_PX = 256
 ALPHA = 0.05
 SPARKS = "▁▂▃▄▅▆▇█"
+BOOKKEEPING_CURVES = {"epoch", "step"}  # logged by DVCLive beside the curves; a straight line says nothing
 
 
 @dataclass
@@ -107,12 +108,13 @@ def collect_run(run: Run, metrics_dir: str, plots_dir: str) -> RunReport:
         data=_object(run.read_json(f"{metrics_dir}/data.json")),
     )
     for path in files:
-        if path.endswith(".tsv"):
+        if path.endswith(".tsv") and PurePosixPath(path).stem not in BOOKKEEPING_CURVES:
             name = curve_name(path)
             points = read_tsv_curve(run.read_bytes(path) or b"")
             if points:
                 report.curves[name] = points
-    for path in newest_of_each_sequence([p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES]):
+    images = newest_of_each_sequence([p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES])
+    for path in sorted(images, key=picture_order):
         picture = read_picture(run, path)
         if picture is not None and len(report.pictures) < MAX_IMAGES:
             report.pictures.append(picture)
@@ -153,6 +155,13 @@ def newest_of_each_sequence(paths: list[str]) -> list[str]:
         if key not in newest or order > newest[key][0]:
             newest[key] = (order, path)
     return sorted(path for _, path in newest.values())
+
+
+def picture_order(path: str) -> tuple[int, str]:
+    """Samples first, then the final training grid, per-epoch grids, and real-face previews last."""
+    name = PurePosixPath(path).name.lower()
+    rank = 0 if "sample" in name else 1 if "final" in name else 3 if "preview" in name else 2
+    return rank, path
 
 
 def read_picture(run: Run, path: str) -> Picture | None:
@@ -220,7 +229,7 @@ table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;pad
 th{background:#f3f3f3}section.run{border-top:2px solid #888;margin-top:2em}
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figcaption{font-size:small;color:#555}img{max-width:100%;image-rendering:pixelated}
-.charts svg{margin:0 1em 1em 0;border:1px solid #eee}.note{color:#555;font-size:small}
+.charts{display:flex;flex-wrap:wrap;gap:1em}.charts svg{border:1px solid #eee}.note{color:#555;font-size:small}
 """
 
 
