@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import PIL
+from PIL import Image, UnidentifiedImageError, features
 
 from pipeline.errors import UserError
 from pipeline.npy_stream import NpyRowWriter
@@ -272,6 +273,17 @@ def data_metrics(result: CleanResult, source: dict[str, Any]) -> dict[str, Any]:
         "resample_filter": f"PIL.Image.Resampling.{RESAMPLE[result.resample].name}",
         "sha256": result.sha256,
         "source": source,
+        "versions": decoder_versions(),
+    }
+
+
+def decoder_versions() -> dict[str, str | None]:
+    """What decides the decoded and resized pixels, hence the array's hash, beyond the files and params."""
+    return {
+        "pillow": PIL.__version__,
+        "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "zlib": features.version("zlib"),
+        "numpy": np.__version__,
     }
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL
 import pytest
 from PIL import Image
 
@@ -51,6 +52,7 @@ def test_stage_writes_array_manifest_metrics_and_preview(tmp_path, stage_params)
     assert "white" in metrics["alpha_policy"]
     assert metrics["sha256"] == hashlib.sha256(faces.tobytes()).hexdigest()
     assert metrics["source"] == {"url": "file:///x/faces.zip", "sha256": "ab" * 32, "bytes": 123, "pinned": None}
+    assert metrics["versions"]["pillow"] == PIL.__version__
 
     preview = Image.open(tmp_path / "plots" / "clean_preview.png")
     assert preview.size == (2 + 4 * 18, 2 + 3 * 18)  # 10 faces, 4 columns, 2-px borders
