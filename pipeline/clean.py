@@ -154,9 +154,12 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Any decoded image -> RGB, flattening alpha over white; Dropped('unsupported_mode') when not faithful."""
+    """Any decoded image -> a new RGB image (alpha flattened over white); Dropped('unsupported_mode') if unfaithful.
+
+    Always a new image, never `im` itself, so it outlives closing the file `im` was read from.
+    """
     if im.mode == "RGB":
-        return im
+        return im.copy()
     if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
         # Pillow's own I;16 -> RGB conversion clips at 255 instead of scaling
         grey = np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8
