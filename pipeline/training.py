@@ -183,6 +183,7 @@ def train_gan(
     t_start = time.perf_counter()
     t_interval, steps_interval = t_start, 0
     step = start_step
+    final_summary: dict[str, Any] = {}
     try:
         for step in range(start_step, plan.total_steps):
             epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
@@ -224,7 +225,7 @@ def train_gan(
             epoch_end = done % plan.steps_per_epoch == 0
             checkpoint_due = done % params.checkpoint_every == 0 or done == plan.total_steps
             if done % params.log_every == 0 or epoch_end or checkpoint_due:
-                values = _synced_losses(loss_sums, dist_info, done)
+                values = _synced_losses(loss_sums, dist_info, done, paths.checkpoint)
                 loss_sums.zero_()
                 now = time.perf_counter()
                 rate = steps_interval * plan.images_per_step / max(now - t_interval, 1e-9)
@@ -238,12 +239,15 @@ def train_gan(
                 train_log.grid(f"epoch_{done // plan.steps_per_epoch:03d}", _grid(g_raw, ema, grid_z, autocast))
             if checkpoint_due:
                 _check_finite_weights(done, paths.checkpoint, g_raw, d_raw)
+                _check_ranks_in_sync(dist_info, done, g_raw, d_raw, ema)
+                summary = None
+                if done == plan.total_steps:
+                    final_summary = summary = _summary(
+                        params, plan, dist_info, done, start_step, wall_before + time.perf_counter() - t_start,
+                        time.perf_counter() - t_start, last_losses, ema.module if ema is not None else g_raw,
+                    )  # fmt: skip
                 if dist_info.is_main:
                     wall = wall_before + time.perf_counter() - t_start
-                    summary = None
-                    if done == plan.total_steps:
-                        summary = _summary(params, plan, dist_info, done, start_step, wall,
-                                           time.perf_counter() - t_start, last_losses)  # fmt: skip
                     save_checkpoint(
                         paths.checkpoint,
                         _checkpoint_state(signature, done, plan, g_raw, d_raw, ema, opt_g, opt_d, wall, summary),
@@ -257,9 +261,7 @@ def train_gan(
         train_log.grid("final", _grid(g_raw, ema, grid_z, autocast))
     if dist_info.is_main:
         save_generator(paths.generator, final, g_config)
-    wall = wall_before + time.perf_counter() - t_start
-    return _summary(params, plan, dist_info, plan.total_steps, start_step, wall, time.perf_counter() - t_start,
-                    last_losses)  # fmt: skip
+    return final_summary
 
 
 def _check_faces(faces: np.ndarray) -> None:
@@ -366,20 +368,43 @@ def _checkpoint_state(
         "rng": capture_rng_state(),
         "wall_s": wall_s,
         "summary": summary,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 
-def _synced_losses(loss_sums: torch.Tensor, dist_info: DistInfo, step: int) -> dict[str, float]:
+def _synced_losses(loss_sums: torch.Tensor, dist_info: DistInfo, step: int, checkpoint: Path) -> dict[str, float]:
     sums = dist_info.all_reduce_sum(loss_sums.clone())
     loss_d, loss_g, n = sums.tolist()
     for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
         if not np.isfinite(value):
             raise UserError(
-                f"training diverged: {name} is {value} by step {step}; the last good checkpoint is kept. "
+                f"training diverged: {name} is {value} by step {step}; {checkpoint} keeps the last good state. "
                 "Lower train.lr_d / train.lr_g or change train.loss, then start over"
             )
     return {"loss_d": loss_d / n, "loss_g": loss_g / n}
+
+
+def weights_digest(*modules: nn.Module) -> str:
+    """sha256 of the modules' parameters (names and raw bytes): equal digests, equal weights."""
+    h = hashlib.sha256()
+    for m in modules:
+        for name, p in m.named_parameters():
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_ranks_in_sync(
+    dist_info: DistInfo, step: int, g: nn.Module, d: nn.Module, ema: GeneratorEMA | None
+) -> None:
+    """DDP keeps parameters equal on every rank (BatchNorm running statistics legitimately differ); verify it."""
+    if not dist_info.distributed:
+        return
+    digest = weights_digest(g, d, *([ema.module] if ema is not None else []))
+    digests = dist_info.all_gather_object(digest)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP ranks out of sync at step {step}: weight digests {digests}")
+    log.info("step %d: rank %d weights %s, equal on all %d ranks", step, dist_info.rank, digest[:16], len(digests))
 
 
 def _check_finite_weights(step: int, path: Path, *modules: nn.Module) -> None:
@@ -424,6 +449,7 @@ def _summary(
     wall_s: float,
     run_s: float,
     losses: dict[str, float],
+    generator: nn.Module,
 ) -> dict[str, Any]:
     device = dist_info.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -438,6 +464,7 @@ def _summary(
         "resumed_from_step": start_step,
         "device": f"{device.type}: {name}",
         "world_size": dist_info.world_size,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "loss": params.loss,
+        "generator_sha256": weights_digest(generator),
     }
