@@ -110,6 +110,7 @@ class KidParams(Section):
     subsets: PositiveInt
     subset_size: PositiveInt
     seed: NonNegInt
+    reference_pool: NonNegInt
 
 
 class AfdParams(Section):

@@ -85,7 +85,35 @@ _stage_command("download", "Download and verify the dataset zip, extract it into
 _stage_command("clean", "Decode, filter, dedupe and resize the raw faces into paths.clean.")
 _stage_command("train", "Train the GAN on the clean faces (resumes from paths.models/checkpoint.pt; torchrun: DDP).")
 _stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
-_stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
+_stage_command("sample", "Draw sample.count images from the generator: samples/1.jpg .. N.jpg and submission.tgz.")
+_stage_command("fid_reference", "Inception statistics of the clean faces, cached in paths.fid_reference.")
+
+
+@app.command("evaluate")
+def evaluate(
+    images: Annotated[Path | None, typer.Option("--images", help="score this image folder instead (one draw)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="with --images: JSON path; default <DIR>-eval.json")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """FID, KID and AFD of the samples and eval.repeats-1 fresh draws -> metrics/eval.json (or of --images DIR)."""
+
+    def go() -> None:
+        resolved = resolve(params, set_)
+        if dry_run:
+            typer.echo(yaml.safe_dump(to_dict(resolved), sort_keys=False), nl=False)
+            return
+        from stages import evaluate as stage
+
+        if images is None:
+            metrics, target = stage.run(resolved), Path(resolved.paths.metrics) / stage.EVAL_FILE
+        else:
+            metrics, target = stage.run_images(resolved, images, out)
+        typer.echo(stage.format_table(metrics))
+        typer.echo(f"wrote {target}")
+
+    run_guarded(go)
 
 
 @app.command("make-faces")

@@ -1,0 +1,170 @@
+"""Score draws of images with FID, KID and AFD against the cached reference; record what the numbers depend on.
+
+Usage:
+    from pipeline.evaluation import score_draws, provenance, read_image_folder, real_subset
+    metrics = score_draws(draws, backbone, reference, detector, real_images,
+                          batch_size=50, kid_subsets=100, kid_subset_size=1000, kid_seed=0)
+    metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
+    metrics["afd_real"], metrics["afd_rel"]
+    metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
+    images, bad = read_image_folder(Path("output"))   # a folder not made by the pipeline; bad files listed
+
+`draws` is any iterable of uint8 (N, H, W, 3) arrays, consumed one at a time so only one draw is in memory.
+`std` is the sample standard deviation over draws (ddof=1; 0.0 for a single draw): the spread a score moves by
+when the same model is sampled again. afd_real is the same detector's rate on real clean faces, and
+afd_rel = afd / afd_real (null when the detector finds no real face).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.afd import Detector, detection_rate
+from pipeline.fid import fid_of_features
+from pipeline.fid_reference import Reference
+from pipeline.inception import Backbone, extract_features
+from pipeline.kid import kernel_inception_distance
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pillow", "facenet-pytorch", "pytorch-fid")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    arr = np.asarray(values, np.float64)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "std": std, "draws": [float(v) for v in arr]}
+
+
+def real_subset(faces: np.ndarray, count: int) -> np.ndarray:
+    """`count` clean faces spread evenly over the array (all when count >= len), for afd_real."""
+    if count >= len(faces):
+        return np.asarray(faces)
+    return np.asarray(faces[np.linspace(0, len(faces) - 1, count).round().astype(int)])
+
+
+def score_draws(
+    draws: Iterable[np.ndarray],
+    backbone: Backbone,
+    reference: Reference,
+    detector: Detector,
+    real_images: np.ndarray,
+    batch_size: int,
+    kid_subsets: int,
+    kid_subset_size: int,
+    kid_seed: int,
+) -> dict[str, Any]:
+    fids, kids, kid_spread, afds = [], [], [], []
+    for d, images in enumerate(draws):
+        feats = extract_features(backbone, images, batch_size)
+        fids.append(fid_of_features(feats, reference.mean, reference.cov))
+        kid_mean, kid_std = kernel_inception_distance(
+            feats, reference.kid_features, kid_subsets, kid_subset_size, kid_seed
+        )
+        kids.append(kid_mean)
+        kid_spread.append(kid_std)
+        afds.append(detection_rate(detector, images))
+        log.info("draw %d: %d images, FID %.4f, KID %.6f, AFD %.4f", d, len(images), fids[-1], kids[-1], afds[-1])
+    if not fids:
+        raise ValueError("no draws to score")
+    afd_real = detection_rate(detector, real_images) if len(real_images) else None
+    afd = summary(afds)
+    if afd_real == 0:
+        log.warning("the detector found no face in %d real images: afd_rel is undefined", len(real_images))
+    return {
+        "fid": summary(fids),
+        "kid": {**summary(kids), "subset_std": [float(s) for s in kid_spread]},
+        "afd": afd,
+        "afd_real": afd_real,
+        "afd_rel": afd["mean"] / afd_real if afd_real else None,
+    }
+
+
+def provenance(
+    dataset_sha256: str,
+    backbone: Backbone,
+    detector: Detector,
+    image_count: int,
+    repeats: int,
+    reference: Reference,
+    jpeg_quality: int | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    out = {
+        "dataset_sha256": dataset_sha256,
+        "fid_backbone": backbone.name,
+        "weights_sha256": backbone.weights_sha256,
+        "detector": detector.describe(),
+        "image_count": image_count,
+        "repeats": repeats,
+        "reference_count": reference.meta.get("count"),
+        "kid_reference_pool": reference.meta.get("kid_pool"),
+        "jpeg_quality": jpeg_quality,
+        "packages": package_versions(),
+        "device": device_name(backbone.device),
+    }
+    if backbone.calibration_seed is not None:
+        out["calibration_seed"] = backbone.calibration_seed
+    return {**out, **(extra or {})}
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """Every image file in `folder` (numeric-aware name order) as uint8 (N, H, W, 3), and the names that failed.
+
+    Images are converted to RGB; any whose size differs from the first readable image's is resized to it (bicubic),
+    so a folder of mixed sizes is still scored. Unreadable files are skipped and returned as `bad`.
+    """
+    files = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    images: list[np.ndarray] = []
+    bad: list[str] = []
+    size = None
+    resized = 0
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                rgb = im.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            log.debug("%s: %s", path, e)
+            bad.append(path.name)
+            continue
+        if size is None:
+            size = rgb.size
+        elif rgb.size != size:
+            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+            resized += 1
+        images.append(np.asarray(rgb))
+    if resized:
+        log.warning("%d images resized to %dx%d (the first image's size)", resized, *size)
+    if not images:
+        return np.zeros((0, 1, 1, 3), np.uint8), bad
+    return np.stack(images), bad
+
+
+def _natural_key(path: Path) -> tuple[Any, ...]:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name))

@@ -1,0 +1,148 @@
+"""The FID reference: Inception statistics of the clean faces, computed once and stored with what they depend on.
+
+Usage:
+    from pipeline.fid_reference import compute_reference, save_reference, load_reference, array_sha256
+    ref = compute_reference(backbone, faces, count=0, batch_size=50, kid_pool=10000, kid_seed=0)
+    save_reference(ref, Path("data/fid_reference"), data_sha256=array_sha256(faces_path))  # atomic folder swap
+    ref = load_reference(Path("data/fid_reference"))
+    ref.mean, ref.cov          # float64 (2048,), (2048, 2048)
+    ref.kid_features           # float32 (P, 2048): a seeded pool of reference features for KID
+    ref.meta                   # data_sha256, weights_sha256, fid_backbone, count, kid_pool, kid_seed, ...
+
+The folder holds stats.npz (mean, cov, kid_features) and meta.json. `count` 0 means every face; otherwise the
+first `count` faces (the clean stage's order is deterministic). Statistics are accumulated in float64 over fixed
+chunks, so neither the batch size nor the chunking changes them. KID needs features, not moments: a pool of
+`kid_pool` faces (0: all) chosen by a generator seeded with `kid_seed` keeps the folder small for 71k faces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.atomic import replace_dir, temp_dir_beside
+from pipeline.errors import UserError
+from pipeline.fid import FeatureStats
+from pipeline.inception import FEATURE_DIM, Backbone, extract_features
+from pipeline.progress import progress
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "stats.npz"
+META_FILE = "meta.json"
+CHUNK = 1000  # images per accumulation step; fixed so statistics never depend on a tunable
+FORMAT = 1
+
+
+@dataclass
+class Reference:
+    mean: np.ndarray
+    cov: np.ndarray
+    kid_features: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def array_sha256(path: Path) -> str:
+    """sha256 of a .npy array's raw bytes in C order (what the clean stage records), without loading it whole."""
+    arr = np.load(path, mmap_mode="r")
+    digest = hashlib.sha256()
+    rows = max(1, (1 << 26) // max(1, arr[0].nbytes if len(arr) else 1))
+    for start in range(0, len(arr), rows):
+        digest.update(np.ascontiguousarray(arr[start : start + rows]).tobytes())
+    return digest.hexdigest()
+
+
+def backbone_meta(backbone: Backbone) -> dict[str, Any]:
+    meta: dict[str, Any] = {"fid_backbone": backbone.name, "weights_sha256": backbone.weights_sha256}
+    if backbone.calibration_seed is not None:
+        meta["calibration_seed"] = backbone.calibration_seed
+    return meta
+
+
+def compute_reference(
+    backbone: Backbone, faces: np.ndarray, count: int, batch_size: int, kid_pool: int, kid_seed: int
+) -> Reference:
+    n = len(faces) if count == 0 else min(count, len(faces))
+    if n < 2:
+        raise UserError(f"the FID reference needs at least 2 clean faces, found {len(faces)}")
+    if count > len(faces):
+        log.warning("eval.fid.reference_count=%d but only %d clean faces: using all of them", count, len(faces))
+    pool = np.arange(n) if kid_pool == 0 or kid_pool >= n else np.sort(
+        np.random.default_rng(kid_seed).choice(n, kid_pool, replace=False)
+    )
+    stats = FeatureStats.empty(FEATURE_DIM)
+    kid_features = np.empty((len(pool), FEATURE_DIM), np.float32)
+    with progress(total=n, desc="fid reference", unit="img") as bar:
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            feats = extract_features(backbone, np.asarray(faces[start:stop]), batch_size)
+            stats.add(feats)
+            lo, hi = np.searchsorted(pool, [start, stop])
+            kid_features[lo:hi] = feats[pool[lo:hi] - start]
+            bar.update(stop - start)
+    meta = {
+        **backbone_meta(backbone),
+        "count": n,
+        "image_shape": list(faces.shape[1:]),
+        "kid_pool": int(len(pool)),
+        "kid_seed": kid_seed,
+        "feature_dim": FEATURE_DIM,
+        "format": FORMAT,
+    }
+    return Reference(mean=stats.mean, cov=stats.cov, kid_features=kid_features, meta=meta)
+
+
+def save_reference(ref: Reference, folder: Path, data_sha256: str) -> None:
+    """Write stats.npz and meta.json into a fresh folder and swap it in: never a half-written reference."""
+    tmp = temp_dir_beside(folder)
+    try:
+        np.savez(tmp / STATS_FILE, mean=ref.mean, cov=ref.cov, kid_features=ref.kid_features)
+        meta = {**ref.meta, "data_sha256": data_sha256}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        replace_dir(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    ref.meta = meta
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_reference(folder: Path) -> Reference:
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if meta is None or not (folder / STATS_FILE).is_file():
+        raise UserError(f"FID reference not found in {folder}/: run `animegan fid-reference` (or dvc repro)")
+    try:
+        with np.load(folder / STATS_FILE) as z:
+            return Reference(mean=z["mean"], cov=z["cov"], kid_features=z["kid_features"], meta=meta)
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"FID reference in {folder}/ is unreadable ({type(e).__name__}): rerun fid-reference") from None
+
+
+def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder: Path) -> None:
+    """UserError when the reference was computed from other data or another backbone than the one in use."""
+    want = {**backbone_meta(backbone), "data_sha256": data_sha256}
+    stale = [k for k, v in want.items() if ref.meta.get(k) != v]
+    if stale:
+        raise UserError(
+            f"FID reference in {folder}/ is stale ({', '.join(sorted(stale))} changed): rerun `animegan fid-reference`"
+        )
+
+
+def is_current(folder: Path, want: dict[str, Any]) -> bool:
+    """True when folder holds a reference whose meta agrees with every key of `want`."""
+    meta = read_meta(folder)
+    return meta is not None and (Path(folder) / STATS_FILE).is_file() and all(meta.get(k) == v for k, v in want.items())

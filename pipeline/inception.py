@@ -1,0 +1,248 @@
+"""pytorch-fid's FID Inception (2048-d pool3 features): weights loading and fast, batch-size-independent features.
+
+Usage:
+    from pipeline.inception import load_backbone, extract_features
+    backbone = load_backbone(weights="https://.../pt_inception-2015-12-05-6726825d.pth", sha256="",
+                             cache_dir=Path("~/.cache/animegan"), calibration_seed=0, timeout_s=60)
+    feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
+    backbone.name            # "pytorch-fid" | "untrained"
+    backbone.weights_sha256  # sha256 of the weights file, or "untrained"
+
+`weights` is one of:
+  - an http(s):// or file:// URL: downloaded once into cache_dir (atomically) and verified against `sha256`, or,
+    when that is empty, against the 8-hex-digit prefix in the file name as torch.hub does;
+  - a local path to the state dict (verified against `sha256` when set);
+  - `untrained`: a randomly initialised network from a fixed seed whose BatchNorm running statistics are set from
+    a calibration batch of cartoon faces. With default statistics a random Inception's pool features vanish
+    (about 1e-7) and every FID comes out near 0; calibrated ones separate image sets. For tests and offline demos
+    only: its numbers are not comparable with anybody's FID.
+
+The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
+(uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with two CPU speed-ups that keep features within float
+rounding of pytorch-fid's: channels_last memory layout and each BatchNorm folded into the convolution before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
+
+UNTRAINED = "untrained"
+FEATURE_DIM = 2048
+CALIBRATION_COUNT = 32  # cartoon faces whose activations set the untrained network's BatchNorm statistics
+CALIBRATION_SIZE = 64
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's convention: name-<sha256 prefix>.ext
+
+
+@dataclass
+class Backbone:
+    model: nn.Module
+    name: str  # "pytorch-fid" or "untrained"
+    weights_sha256: str  # or "untrained"
+    device: torch.device
+    calibration_seed: int | None = None
+
+
+def build_fid_inception() -> nn.Module:
+    """pytorch-fid's fid_inception_v3 architecture without its download: torchvision's Inception with FID blocks."""
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+
+    net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = FIDInceptionE_1(1280)
+    net.Mixed_7c = FIDInceptionE_2(2048)
+    return net
+
+
+class PoolFeatures(nn.Module):
+    """uint8 images (N, H, W, 3) -> pool3 features (N, 2048), the same computation as pytorch-fid's InceptionV3."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+            net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+            net.Mixed_5b, net.Mixed_5c, net.Mixed_5d,
+            net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e,
+            net.Mixed_7a, net.Mixed_7b, net.Mixed_7c,
+            nn.AdaptiveAvgPool2d(output_size=(1, 1)),
+        )  # fmt: skip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float().div(255)  # what torchvision's ToTensor gives pytorch-fid
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        x = (2 * x - 1).contiguous(memory_format=torch.channels_last)
+        return self.body(x).flatten(1)
+
+
+def load_backbone(
+    weights: str, sha256: str, cache_dir: Path, calibration_seed: int, timeout_s: float, device: str | None = None
+) -> Backbone:
+    """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if weights == UNTRAINED:
+        state = _untrained_state(calibration_seed)
+        name, digest = UNTRAINED, UNTRAINED
+    else:
+        path = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
+        digest = _sha256_file(path)
+        state = _read_state(path)
+        name = "pytorch-fid"
+    net = build_fid_inception()
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(f"eval.fid.weights: not an FID Inception state dict ({reason})") from None
+    model = PoolFeatures(_fold_batchnorm(net.eval())).eval().to(dev).to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    seed = calibration_seed if weights == UNTRAINED else None
+    return Backbone(model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed)
+
+
+def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """float32 (N, 2048) pool3 features of uint8 (N, H, W, 3) images; the same for any batch size."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
+    out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
+    with _no_tf32(), torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            chunk = np.array(images[start : start + batch_size])  # a copy: `images` may be a read-only memmap
+            batch = torch.from_numpy(chunk).to(backbone.device)
+            out[start : start + len(batch)] = backbone.model(batch).float().cpu().numpy()
+    return out
+
+
+def _weights_file(weights: str, sha256: str, cache_dir: Path, timeout_s: float) -> Path:
+    scheme = urlsplit(weights).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        name = Path(unquote(urlsplit(weights).path)).name or "inception_weights.pth"
+        target = cache_dir / name
+        if target.is_file():
+            if _matches(target, sha256, name):
+                return target
+            log.warning("cached %s does not match its expected sha256; downloading it again", target)
+        _download(weights, target, sha256, timeout_s)
+        return target
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"eval.fid.weights: no such file {path} (give a URL, a local .pth file or 'untrained')")
+    if sha256 and _sha256_file(path) != sha256:
+        raise UserError(f"eval.fid.weights: {path} does not match eval.fid.sha256 ({sha256[:12]}...)")
+    return path
+
+
+def _download(url: str, target: Path, sha256: str, timeout_s: float) -> None:
+    from pipeline.fetch import fetched
+
+    hint = f"put the weights file at {target} (or set eval.fid.weights to a local path, or to 'untrained' for a demo)"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with fetched(url, beside=target, timeout_s=timeout_s) as f:
+            expected = sha256 or _name_prefix(target.name)
+            if expected and not f.sha256.startswith(expected):
+                raise UserError(f"Inception weights from {url} have sha256 {f.sha256[:16]}..., expected {expected}")
+            if not expected:
+                log.warning("%s has no hash to check (set eval.fid.sha256); recording %s", url, f.sha256)
+            os.replace(f.path, target)  # same folder: atomic; the cache never holds a partial file
+    except UserError as e:
+        if "expected" in str(e) and "sha256" in str(e):
+            raise
+        raise UserError(f"Inception weights unavailable: {' '.join(str(e).split())}; {hint}") from None
+    log.info("cached Inception weights at %s", target)
+
+
+def _matches(path: Path, sha256: str, name: str) -> bool:
+    expected = sha256 or _name_prefix(name)
+    return not expected or _sha256_file(path).startswith(expected)
+
+
+def _name_prefix(name: str) -> str:
+    m = _HASH_PREFIX.search(name)
+    return m.group(1) if m else ""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise UserError(f"eval.fid.weights: cannot read {path} ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"eval.fid.weights: {path} is not a state dict")
+    return state
+
+
+@functools.lru_cache(maxsize=2)
+def _untrained_state(seed: int) -> dict[str, torch.Tensor]:
+    """Random weights from `seed`, BatchNorm statistics from cartoon faces; cached per process (it takes seconds)."""
+    from pipeline.cartoon import cartoon_faces
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_fid_inception()
+    calib = cartoon_faces(count=CALIBRATION_COUNT, size=CALIBRATION_SIZE, seed=seed)
+    features = PoolFeatures(net)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: after one batch, running stats = that batch's statistics
+    features.train()
+    with _no_tf32(), torch.no_grad():
+        features(torch.from_numpy(calib))
+    net.eval()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold each BasicConv2d's BatchNorm into its convolution (eval mode only): the same function, fewer passes."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for m in net.modules():
+        if isinstance(m, torchvision.models.inception.BasicConv2d) and isinstance(m.bn, nn.BatchNorm2d):
+            m.conv = fuse_conv_bn_eval(m.conv, m.bn)
+            m.bn = nn.Identity()
+    return net
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """TF32 matmuls/convolutions change features on Ampere+ GPUs; FID wants full fp32."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

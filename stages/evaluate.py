@@ -1,0 +1,149 @@
+"""evaluate stage: samples (draw 0) + eval.repeats-1 fresh draws -> paths.metrics/eval.json (FID, KID, AFD).
+
+Usage:
+    animegan evaluate                                   # or: dvc repro evaluate -> metrics/eval.json
+    animegan evaluate --images output/                  # any folder of images -> output-eval.json beside it
+    animegan evaluate --images output/ --out my.json
+    from stages.evaluate import run, run_images; run(params); metrics = run_images(params, Path("output"))
+
+Draw 0 is the submitted samples read back from paths.samples; draws d >= 1 come from the generator with latents
+that depend only on (sample.seed, d, i), through the same JPEG encode/decode at sample.jpeg_quality, so every draw
+is scored as the course would score its files. All draws are scored against the cached FID reference (checked
+against the clean data's hash and the weights' hash), KID against the reference's feature pool, AFD with
+eval.afd.detector, which also scores eval.afd.real_count real clean faces for afd_real and afd_rel.
+
+`--images DIR` scores one folder not made by the pipeline (one draw): unreadable files are listed in a warning and
+counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON goes to --out, by default
+`<DIR>-eval.json` beside the folder (never into the versioned metrics folder).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.afd import get_detector
+from pipeline.atomic import atomic_write_json
+from pipeline.config import Params
+from pipeline.errors import UserError
+from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
+from pipeline.fid_reference import array_sha256, check_reference, load_reference
+from pipeline.models import load_generator
+from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
+from stages.fid_reference import backbone_for, clean_faces_path
+from stages.sample import GENERATOR_FILE
+
+log = logging.getLogger(__name__)
+
+EVAL_FILE = "eval.json"
+
+
+def run(params: Params) -> dict[str, Any]:
+    sample = params.sample
+    ctx = _context(params)
+    draws = _draws(params, ctx["backbone"].device)
+    metrics = _score(params, ctx, draws)
+    metrics["provenance"] = provenance(
+        ctx["data_sha256"], ctx["backbone"], ctx["detector"], sample.count, params.eval.repeats, ctx["reference"],
+        sample.jpeg_quality, extra=_extra(params, ctx),
+    )  # fmt: skip
+    atomic_write_json(Path(params.paths.metrics) / EVAL_FILE, metrics)
+    return metrics
+
+
+def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[dict[str, Any], Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--images: no such folder {folder}")
+    images, bad = read_image_folder(folder)
+    if bad:
+        log.warning("%d unreadable images skipped in %s: %s", len(bad), folder, ", ".join(bad))
+    if len(images) < 2:
+        raise UserError(f"--images: {folder} holds {len(images)} readable images; FID needs at least 2")
+    ctx = _context(params)
+    metrics = _score(params, ctx, [images])
+    extra = {**_extra(params, ctx), "source": str(folder), "bad_image_count": len(bad), "bad_images": bad}
+    metrics["provenance"] = provenance(
+        ctx["data_sha256"], ctx["backbone"], ctx["detector"], len(images), 1, ctx["reference"], None, extra=extra
+    )
+    target = Path(out) if out else default_out(folder)
+    atomic_write_json(target, metrics)
+    return metrics, target
+
+
+def default_out(folder: Path) -> Path:
+    folder = Path(folder).resolve()
+    return folder.with_name(f"{folder.name}-eval.json")
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Plain-text summary for the terminal."""
+    lines = [f"{'metric':<8} {'mean':>12} {'std':>12}  draws"]
+    for key in ("fid", "kid", "afd"):
+        m = metrics[key]
+        draws = " ".join(f"{v:.4g}" for v in m["draws"])
+        lines.append(f"{key:<8} {m['mean']:>12.6g} {m['std']:>12.4g}  {draws}")
+    afd_rel = metrics["afd_rel"]
+    lines.append(f"afd_real {_fmt(metrics['afd_real'])}   afd_rel {_fmt(afd_rel)}")
+    prov = metrics["provenance"]
+    detector = prov["detector"].get("name")
+    lines.append(f"backbone {prov['fid_backbone']}  detector {detector}  images {prov['image_count']}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _context(params: Params) -> dict[str, Any]:
+    faces_path = clean_faces_path(params)
+    faces = np.load(faces_path, mmap_mode="r")
+    data_sha256 = array_sha256(faces_path)
+    backbone = backbone_for(params)
+    folder = Path(params.paths.fid_reference)
+    reference = load_reference(folder)
+    check_reference(reference, data_sha256, backbone, folder)
+    detector = get_detector(params.eval.afd.detector, params)
+    real = real_subset(faces, params.eval.afd.real_count)
+    return {
+        "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector, "real": real,
+    }  # fmt: skip
+
+
+def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
+    kid = params.eval.kid
+    return score_draws(
+        draws, ctx["backbone"], ctx["reference"], ctx["detector"], ctx["real"],
+        batch_size=params.eval.fid.batch_size, kid_subsets=kid.subsets, kid_subset_size=kid.subset_size,
+        kid_seed=kid.seed,
+    )  # fmt: skip
+
+
+def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
+    kid = params.eval.kid
+    return {
+        "sample_seed": params.sample.seed,
+        "kid_subsets": kid.subsets,
+        "kid_subset_size": kid.subset_size,
+        "kid_seed": kid.seed,
+        "afd_real_count": len(ctx["real"]),
+    }
+
+
+def _draws(params: Params, device: Any) -> Iterator[np.ndarray]:
+    sample = params.sample
+    submitted = read_jpegs(Path(params.paths.samples))
+    if len(submitted) != sample.count:
+        raise UserError(
+            f"{params.paths.samples} holds {len(submitted)} images but sample.count is {sample.count}: rerun sample"
+        )
+    yield submitted
+    if params.eval.repeats > 1:
+        generator = load_generator(Path(params.paths.models) / GENERATOR_FILE, map_location=device)
+        for d in range(1, params.eval.repeats):
+            images = generate(generator, sample.seed, d, sample.count, sample.batch_size, device)
+            yield jpeg_roundtrip(images, sample.jpeg_quality)

@@ -1,0 +1,56 @@
+"""fid_reference stage: paths.clean/faces.npy -> paths.fid_reference/{stats.npz, meta.json}.
+
+Usage:
+    animegan fid-reference [--set eval.fid.reference_count=1000] [--set eval.fid.weights=untrained]
+    dvc repro fid_reference
+    from stages.fid_reference import run; run(load_params("params.yaml"))
+
+Inception statistics of the clean faces (see pipeline.fid_reference), stored with the data hash and the weights
+hash they came from. When the folder already holds a reference for the same data, weights and counts, the stage
+keeps it (on CPU the full 71k-face reference takes hours): delete the folder to force a recomputation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.clean import FACES_FILE
+from pipeline.config import Params
+from pipeline.errors import UserError
+from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
+from pipeline.inception import load_backbone
+
+log = logging.getLogger(__name__)
+
+
+def clean_faces_path(params: Params) -> Path:
+    path = Path(params.paths.clean) / FACES_FILE
+    if not path.is_file():
+        raise UserError(f"clean faces not found: {path} (run `animegan clean` or `dvc repro clean` first)")
+    return path
+
+
+def backbone_for(params: Params):
+    fid = params.eval.fid
+    return load_backbone(fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s)
+
+
+def run(params: Params) -> None:
+    fid, kid = params.eval.fid, params.eval.kid
+    faces_path = clean_faces_path(params)
+    faces = np.load(faces_path, mmap_mode="r")
+    data_sha256 = array_sha256(faces_path)
+    backbone = backbone_for(params)
+    folder = Path(params.paths.fid_reference)
+    n = len(faces) if fid.reference_count == 0 else min(fid.reference_count, len(faces))
+    pool = n if kid.reference_pool == 0 else min(kid.reference_pool, n)
+    want = {**backbone_meta(backbone), "data_sha256": data_sha256, "count": n, "kid_pool": pool, "kid_seed": kid.seed}
+    if is_current(folder, want):
+        log.info("FID reference in %s is up to date (%d faces); delete it to recompute", folder, n)
+        return
+    ref = compute_reference(backbone, faces, fid.reference_count, fid.batch_size, kid.reference_pool, kid.seed)
+    save_reference(ref, folder, data_sha256)
+    log.info("FID reference of %d faces (%s backbone) written to %s", n, backbone.name, folder)

@@ -1,0 +1,79 @@
+"""End to end: fid_reference -> sample -> evaluate on a tiny project, untrained backbone and MTCNN, run twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_project import make_project, project_params
+from typer.testing import CliRunner
+
+from pipeline.cartoon import cartoon_faces
+from pipeline.errors import UserError
+from stages import evaluate, fid_reference, sample
+from stages.cli import app
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("evalproj")
+    overrides = make_project(root)
+    params = project_params(overrides)
+    fid_reference.run(params)
+    sample.run(params)
+    return root, overrides
+
+
+def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[str]]) -> None:
+    root, overrides = project
+    params = project_params(overrides)
+    evaluate.run(params)
+    first = (root / "metrics" / "eval.json").read_bytes()
+    evaluate.run(params)
+    assert (root / "metrics" / "eval.json").read_bytes() == first
+
+    m = json.loads(first)
+    for key in ("fid", "kid", "afd"):
+        assert set(m[key]) >= {"mean", "std", "draws"} and len(m[key]["draws"]) == 2
+    assert m["fid"]["mean"] > 0 and all(0 <= a <= 1 for a in m["afd"]["draws"])
+    assert 0 <= m["afd_real"] <= 1
+    p = m["provenance"]
+    assert p["fid_backbone"] == "untrained" and p["weights_sha256"] == "untrained"
+    assert p["detector"]["name"] == "mtcnn" and p["detector"]["thresholds"] == [0.6, 0.7, 0.7]
+    assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (12, 2, 24, 75)
+    assert p["device"] == "cpu" and p["packages"]["torch"] and len(p["dataset_sha256"]) == 64
+
+
+def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Path, list[str]]) -> None:
+    root, overrides = project
+    stats = root / "data" / "fid_reference" / "stats.npz"
+    before = stats.stat().st_mtime_ns
+    fid_reference.run(project_params(overrides))
+    assert stats.stat().st_mtime_ns == before  # same data and weights: not recomputed
+
+    other = root / "other_clean"
+    other.mkdir()
+    np.save(other / "faces.npy", cartoon_faces(count=24, size=16, seed=99))
+    with pytest.raises(UserError, match="stale.*data_sha256"):
+        evaluate.run(project_params(overrides + [f"paths.clean={other}"]))
+
+
+def test_evaluate_images_folder_reports_bad_files(
+    project: tuple[Path, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    root, overrides = project
+    folder = root / "student_output"
+    shutil.copytree(root / "samples", folder)
+    (folder / "13.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("ignored: not an image name")
+    sets = [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["evaluate", "--images", str(folder), *sets])
+    assert result.exit_code == 0, result.output
+    assert "fid" in result.output and "wrote" in result.output  # the table
+    assert any("13.jpg" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    m = json.loads((root / "student_output-eval.json").read_text())
+    assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["13.jpg"]
+    assert m["provenance"]["image_count"] == 12 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0
