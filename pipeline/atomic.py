@@ -31,6 +31,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should look like any file the user writes
     try:
         yield tmp
         _fsync_file(tmp)
@@ -57,7 +58,9 @@ def temp_dir_beside(target: Path) -> Path:
     """A fresh empty folder next to `target`, to build its replacement in."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    path.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700)
+    return path
 
 
 def replace_dir(new: Path, target: Path) -> None:
@@ -81,6 +84,12 @@ def replace_dir(new: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: Path) -> None:
