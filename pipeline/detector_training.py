@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,11 +127,11 @@ def train_classifier(
     return model.eval()
 
 
-def score_sets(model: FaceClassifier, faces: np.ndarray, idx: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Face probabilities of every evaluation set made from faces[idx]: real faces as they are, jittered faces,
-    mildly blurred faces, and one negative of each kind per face. Deterministic in (seed, idx)."""
+def evaluation_sets(faces: np.ndarray, idx: np.ndarray, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The evaluation sets made from faces[idx], chunk by chunk: real faces as they are ("faces"), jittered faces,
+    mildly blurred faces, and one negative of each kind per face; float (n, 3, 48, 48) 0..255 each.
+    Deterministic in (seed, idx)."""
     rng = np.random.default_rng([seed, 3])
-    sets: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(idx), EVAL_CHUNK):
         work = to_work(faces[idx[start : start + EVAL_CHUNK]])
         made = {
@@ -139,6 +140,13 @@ def score_sets(model: FaceClassifier, faces: np.ndarray, idx: np.ndarray, seed: 
             "mild_blur": blurred_faces(work, np.full(len(work), MILD_BLUR_SIGMA)),
         }
         made.update({kind: negatives(kind, work, rng) for kind in NEGATIVE_KINDS})
+        yield made
+
+
+def score_sets(model: FaceClassifier, faces: np.ndarray, idx: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Face probabilities of every evaluation set (see evaluation_sets)."""
+    sets: dict[str, list[np.ndarray]] = {}
+    for made in evaluation_sets(faces, idx, seed):
         for name, images in made.items():
             sets.setdefault(name, []).append(face_probabilities(model, images))
     return {name: np.concatenate(parts) for name, parts in sets.items()}

@@ -1,0 +1,143 @@
+"""Does AFD rank generators? AFD of an untrained, a briefly trained and a longer-trained generator (same seed),
+with the `anime` detector and with plain MTCNN, plus both detectors' rate on held-out real faces.
+
+Usage:
+    .venv/bin/python bench/afd_ranking.py                                  # real faces from ../shared/data
+    .venv/bin/python bench/afd_ranking.py --zip faces.zip --brief-steps 100 --long-steps 1500 --count 500
+    .venv/bin/python bench/afd_ranking.py --detector models/detector      # reuse a trained detector
+
+Runs the real stages in a work folder (default /tmp/afd_ranking): faces from the zip resized to 64x64 (Lanczos,
+as clean does), the `detector` stage with params.yaml's detector section, then the `train` stage with a smaller
+DCGAN (--g-features/--d-features, EMA off so a short run is not averaged away), stopped at --brief-steps, and
+run again to --long-steps.
+Each is a fresh train run from the same seed; the untrained generator is the one train builds at step 0.
+Samples: the first --count images of draw 0, as the sample stage draws them. Prints a table and writes
+<work>/afd_ranking.json. --threads 1 is much faster than 2 on a CPU other jobs share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.afd import detection_rate, get_detector
+from pipeline.anime_detector import load_detector_from
+from pipeline.config import load_params
+from pipeline.models import Generator, load_generator
+from pipeline.sampling import generate
+from pipeline.seeding import INIT, derive_seed, seed_everything
+from stages import detector as detector_stage
+from stages import train as train_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def faces_from_zip(path: Path, size: int) -> np.ndarray:
+    with zipfile.ZipFile(path) as z:
+        names = sorted((n for n in z.namelist() if n.lower().endswith(".jpg")), key=lambda n: int(Path(n).stem))
+        return np.stack(
+            [
+                np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB").resize((size, size), Image.LANCZOS))
+                for n in names
+            ]
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--zip", type=Path, default=ROOT.parent / "shared/data/anime-faces-5k.zip")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/afd_ranking"))
+    ap.add_argument("--detector", type=Path, help="a trained detector folder (default: train one in --work)")
+    ap.add_argument("--brief-steps", type=int, default=100)
+    ap.add_argument("--long-steps", type=int, default=1500)
+    ap.add_argument("--g-features", type=int, default=32)
+    ap.add_argument("--d-features", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-4, help="lr_g and lr_d (DCGAN paper's; the course's is 1e-4)")
+    ap.add_argument("--count", type=int, default=500, help="samples per generator")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    work = args.work
+    (work / "clean").mkdir(parents=True, exist_ok=True)
+    faces_file = work / "clean" / "faces.npy"
+    if not faces_file.is_file():
+        np.save(faces_file, faces_from_zip(args.zip, 64))
+    faces = np.load(faces_file)
+    params = load_params(
+        ROOT / "params.yaml",
+        [f"paths.{k}={work / k}" for k in ("clean", "models", "metrics", "plots", "detector")]
+        + [
+            "data.image_size=64",
+            f"train.g_features={args.g_features}",
+            f"train.d_features={args.d_features}",
+            f"train.batch_size={args.batch_size}",
+            f"train.lr_g={args.lr}",
+            f"train.lr_d={args.lr}",
+            "train.ema=0.0",
+            "train.epochs=1000",
+        ],
+    )
+    timings: dict[str, float] = {}
+    detector_dir = args.detector or Path(params.paths.detector)
+    if args.detector is None and not (detector_dir / "detector.pt").is_file():
+        t = time.perf_counter()
+        detector_stage.run(params)
+        timings["detector_stage_s"] = round(time.perf_counter() - t, 1)
+    anime = load_detector_from(detector_dir)
+    mtcnn = get_detector("mtcnn", params)
+    holdout_file = detector_dir / "holdout.npy"
+    real = faces[np.load(holdout_file)] if holdout_file.is_file() else faces
+    real = real[: args.count]
+
+    tp = params.train
+    seed_everything(derive_seed(tp.seed, INIT))  # what train_gan does before building G: its step-0 weights
+    generators = {"untrained": Generator(tp.z_dim, tp.g_features, 64).eval()}
+    models = Path(params.paths.models)
+    os.chdir(work)  # outside any git repo: DVCLive would otherwise `dvc init` the repo it runs in
+    for name, steps in (("brief", args.brief_steps), ("longer", args.long_steps)):
+        shutil.rmtree(models, ignore_errors=True)  # each a fresh run from the same seed
+        t = time.perf_counter()
+        train_stage.run(params.model_copy(update={"train": tp.model_copy(update={"max_steps": steps})}))
+        timings[f"train_to_{steps}_steps_s"] = round(time.perf_counter() - t, 1)
+        generators[f"{name} ({steps} steps)"] = load_generator(models / "generator.pt")
+
+    rows = {"real held-out faces": real}
+    rows.update({name: generate(g, seed=0, draw=0, count=args.count, batch_size=250) for name, g in generators.items()})
+    table = {
+        name: {"anime": detection_rate(anime, images), "mtcnn": detection_rate(mtcnn, images)}
+        for name, images in rows.items()
+    }
+    for name, images in rows.items():
+        Image.fromarray(np.concatenate(list(images[:8]), axis=1)).save(work / f"{name.split()[0]}.png")
+    print(f"\n{'images':28s} {'AFD anime':>10s} {'AFD mtcnn':>10s}")
+    for name, r in table.items():
+        print(f"{name:28s} {r['anime']:10.3f} {r['mtcnn']:10.3f}")
+    print(json.dumps(timings))
+    result = {
+        "afd": table,
+        "timings": timings,
+        "anime": anime.describe(),
+        "mtcnn": mtcnn.describe(),
+        "count": args.count,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (work / "afd_ranking.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
