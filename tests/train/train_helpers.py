@@ -44,16 +44,16 @@ def tiny_faces(count: int = 64, size: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def tiny_params(root: Path, *overrides: str) -> Params:
-    """params.yaml with every path under root and the TINY settings, written to root/params.yaml, then overrides."""
+    """The repo's params with every path under root, TINY, then overrides; also written to root/params.yaml."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for key in raw["paths"]:
         raw["paths"][key] = str(root / raw["paths"][key])
-    for item in TINY:
+    for item in [*TINY, *overrides]:
         apply_override(raw, item)
     path = root / "params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_params(path, list(overrides))
+    return load_params(path)
 
 
 def write_faces(params: Params, faces: np.ndarray) -> Path:
