@@ -25,7 +25,7 @@ def tiny_generator(seed: int = 0, image_size: int = IMAGE_SIZE) -> Generator:
     return Generator(z_dim=8, g_features=4, image_size=image_size).eval()
 
 
-def make_project(root: Path, faces: int = 24, sample_count: int = 12, repeats: int = 2) -> list[str]:
+def make_project(root: Path, faces: int = 16, sample_count: int = 8, repeats: int = 2) -> list[str]:
     """Write clean faces and a generator under root; return the --set overrides that point params at them."""
     clean = root / "data" / "clean"
     clean.mkdir(parents=True)
@@ -44,8 +44,8 @@ def make_project(root: Path, faces: int = 24, sample_count: int = 12, repeats: i
         f"eval.fid.cache_dir={root / 'cache'}",
         "eval.fid.batch_size=8",
         "eval.kid.subsets=5",
-        "eval.kid.subset_size=10",
-        "eval.afd.real_count=8",
+        "eval.kid.subset_size=6",
+        "eval.afd.real_count=6",
     ]
 
 

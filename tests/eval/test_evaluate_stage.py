@@ -43,7 +43,7 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     p = m["provenance"]
     assert p["fid_backbone"] == "untrained" and p["weights_sha256"] == "untrained"
     assert p["detector"]["name"] == "mtcnn" and p["detector"]["thresholds"] == [0.6, 0.7, 0.7]
-    assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (12, 2, 24, 75)
+    assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (8, 2, 16, 75)
     assert p["device"] == "cpu" and p["packages"]["torch"] and len(p["dataset_sha256"]) == 64
 
 
@@ -56,7 +56,7 @@ def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Pa
 
     other = root / "other_clean"
     other.mkdir()
-    np.save(other / "faces.npy", cartoon_faces(count=24, size=16, seed=99))
+    np.save(other / "faces.npy", cartoon_faces(count=16, size=16, seed=99))
     with pytest.raises(UserError, match="stale.*data_sha256"):
         evaluate.run(project_params(overrides + [f"paths.clean={other}"]))
 
@@ -67,13 +67,13 @@ def test_evaluate_images_folder_reports_bad_files(
     root, overrides = project
     folder = root / "student_output"
     shutil.copytree(root / "samples", folder)
-    (folder / "13.jpg").write_bytes(b"not a jpeg")
+    (folder / "9.jpg").write_bytes(b"not a jpeg")
     (folder / "notes.txt").write_text("ignored: not an image name")
     sets = [a for o in overrides for a in ("--set", o)]
     result = CliRunner().invoke(app, ["evaluate", "--images", str(folder), *sets])
     assert result.exit_code == 0, result.output
     assert "fid" in result.output and "wrote" in result.output  # the table
-    assert any("13.jpg" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert any("9.jpg" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     m = json.loads((root / "student_output-eval.json").read_text())
-    assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["13.jpg"]
-    assert m["provenance"]["image_count"] == 12 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0
+    assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["9.jpg"]
+    assert m["provenance"]["image_count"] == 8 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0

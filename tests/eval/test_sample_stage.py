@@ -1,0 +1,68 @@
+"""sample: images independent of batch size, the course's file names, a flat deterministic tgz, the size warning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_project import make_project, project_params, tiny_generator
+
+from pipeline.sampling import generate, jpeg_roundtrip, latents, read_jpegs
+from stages import sample
+
+
+def test_latent_of_image_i_depends_only_on_seed_draw_and_i() -> None:
+    whole = latents(seed=3, draw=0, start=0, count=10, z_dim=8)
+    part = latents(seed=3, draw=0, start=4, count=3, z_dim=8)
+    assert np.array_equal(whole[4:7].numpy(), part.numpy())
+    assert not np.array_equal(whole.numpy(), latents(seed=3, draw=1, start=0, count=10, z_dim=8).numpy())
+    assert not np.array_equal(whole.numpy(), latents(seed=4, draw=0, start=0, count=10, z_dim=8).numpy())
+
+
+def test_images_do_not_depend_on_batch_size() -> None:
+    g = tiny_generator()
+    one_batch = generate(g, seed=0, draw=0, count=11, batch_size=11)
+    assert one_batch.dtype == np.uint8 and one_batch.shape == (11, 16, 16, 3)
+    for batch_size in (1, 4):
+        assert np.array_equal(generate(g, seed=0, draw=0, count=11, batch_size=batch_size), one_batch)
+
+
+def test_sample_stage_writes_identical_files_for_any_batch_size_and_a_flat_tgz(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=11)
+    sample.run(project_params(overrides + ["sample.batch_size=11"]))
+    first = {p.name: p.read_bytes() for p in (tmp_path / "samples").iterdir()}
+    tgz = (tmp_path / "submission.tgz").read_bytes()
+
+    sample.run(project_params(overrides + ["sample.batch_size=3"]))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "samples").iterdir()} == first
+    assert (tmp_path / "submission.tgz").read_bytes() == tgz  # no timestamps inside
+
+    assert sorted(first) == sorted(f"{i}.jpg" for i in range(1, 12))
+    with tarfile.open(tmp_path / "submission.tgz", "r:gz") as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == [f"{i}.jpg" for i in range(1, 12)]  # at the root, no folder
+        assert all(m.isfile() for m in members)
+        assert all(tar.extractfile(m).read() == first[m.name] for m in members)
+
+    metrics = json.loads((tmp_path / "metrics" / "sample.json").read_text())
+    assert metrics["count"] == 11 and metrics["jpeg_quality"] == 75 and metrics["over_limit"] is False
+    assert metrics["submission_bytes"] == len(tgz)
+    assert (tmp_path / "plots" / "samples_grid.png").is_file()
+
+    # What evaluate reads back as draw 0 is what a fresh draw through the same JPEG round trip gives.
+    generated = generate(tiny_generator(), seed=0, draw=0, count=11, batch_size=5)
+    assert np.array_equal(read_jpegs(tmp_path / "samples"), jpeg_roundtrip(generated, quality=75))
+
+
+def test_oversized_submission_is_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    overrides = make_project(tmp_path, sample_count=4)
+    with caplog.at_level(logging.WARNING):
+        sample.run(project_params(overrides + ["sample.max_submission_mb=0.0001"]))
+    metrics = json.loads((tmp_path / "metrics" / "sample.json").read_text())
+    assert metrics["over_limit"] is True
+    assert any("over sample.max_submission_mb" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "submission.tgz").is_file()
