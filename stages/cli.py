@@ -184,6 +184,30 @@ def report(
     run_guarded(go)
 
 
+@app.command("exp")
+def exp(
+    name: Annotated[str, typer.Argument(help="baseline | epochs10 | ncritic2 | wgan | wgan-gp")] = "",
+    set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the dvc command only")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the presets and their settings")] = False,
+) -> None:
+    """Run one of the course's experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
+    from stages import experiments
+
+    if list_ or not name:
+        for preset in experiments.PRESETS:
+            typer.echo(f"{preset}: {experiments.preset_settings(preset)}")
+        return
+    code = 0
+
+    def go() -> None:
+        nonlocal code
+        code = experiments.run_experiment(name, set_ or [], dry_run)
+
+    run_guarded(go)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
