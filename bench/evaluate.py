@@ -1,0 +1,141 @@
+"""Benchmark `animegan evaluate` (cached reference) against `python -m pytorch_fid` on the same images and weights.
+
+Usage:
+    .venv/bin/python bench/evaluate.py                         # 500 samples, 1,000 real faces, CPU
+    .venv/bin/python bench/evaluate.py --samples 500 --reference 2000 --workdir /tmp/bench_eval
+
+Set-up (not timed): the first --reference real faces of ../shared/data/anime-faces-5k.zip resized to 64x64 as the
+clean stage does (data/clean/faces.npy, and the same pixels as PNG files for pytorch-fid); a course DCGAN with
+random weights samples --samples images (the sample stage: JPEG files); the FID reference is computed once
+(`animegan fid-reference`, timed separately). Weights: the seeded, calibrated `untrained` Inception saved as a
+state dict, which our side loads as a local file and pytorch-fid finds in torch.hub's cache under its usual file
+name (TORCH_HOME points into the work folder), so both use identical weights.
+
+Timed, each in a fresh child process, same machine, same run:
+  - ours:   animegan evaluate --set eval.repeats=1 (FID + KID + AFD with MTCNN on the samples and on
+            eval.afd.real_count real faces), reference read from the cache;
+  - theirs: python -m pytorch_fid <samples> <reference PNGs> --device cpu (FID only; it recomputes the
+            reference's features on every call).
+Prints wall time of both, the ratio, each child's peak RSS (VmHWM), and both FIDs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from inception_throughput import ZIP, real_faces  # noqa: E402
+
+PFID_NAME = "pt_inception-2015-12-05-6726825d.pth"
+
+# Runs a command's Python entry point in this child and reports its own peak RSS (a fork's ru_maxrss would
+# include the parent's).
+CHILD = """
+import re, runpy, sys
+argv = {argv!r}
+sys.argv = argv
+code = 0
+try:
+    if argv[0] == "animegan":
+        from stages.cli import main
+        main()
+    else:
+        runpy.run_module(argv[0], run_name="__main__")
+except SystemExit as e:
+    code = e.code or 0
+peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(f"PEAK_KIB {{peak}}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD.format(argv=argv)], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB")][-1]
+    return wall, int(peak.split()[1]) / 1024, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--reference", type=int, default=1000)
+    ap.add_argument("--zip", type=Path, default=ZIP)
+    ap.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
+    args = ap.parse_args()
+
+    import torch
+
+    from pipeline.inception import _untrained_state
+    from pipeline.models import Generator, generator_config, save_generator
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_eval."))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ANIMEGAN_PROGRESS": "0", "TORCH_HOME": str(work / "torch_home"), "PYTHONPATH": str(REPO)}
+    try:
+        faces = real_faces(args.zip, args.reference, 64)
+        (work / "data" / "clean").mkdir(parents=True, exist_ok=True)
+        np.save(work / "data" / "clean" / "faces.npy", faces)
+        ref_png = work / "reference_png"
+        ref_png.mkdir(exist_ok=True)
+        from PIL import Image
+
+        for i, face in enumerate(faces):
+            Image.fromarray(face).save(ref_png / f"{i}.png")
+        weights = work / "torch_home" / "hub" / "checkpoints" / PFID_NAME
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(_untrained_state(0), weights)
+        torch.manual_seed(0)
+        save_generator(work / "models" / "generator.pt", Generator(100, 64, 64), generator_config("dcgan", 100, 64, 64))
+
+        sets = [
+            f"paths.{k}={work / v}"
+            for k, v in {
+                "clean": "data/clean", "fid_reference": "data/fid_reference", "models": "models",
+                "samples": "samples", "submission": "submission.tgz", "metrics": "metrics", "plots": "plots",
+            }.items()
+        ] + [f"sample.count={args.samples}", "eval.repeats=1", f"eval.fid.weights={weights}",
+             f"eval.fid.cache_dir={work / 'cache'}"]  # fmt: skip
+        opts = [a for s in sets for a in ("--set", s)]
+        cmd = ["animegan"]
+        timed([*cmd, "sample", *opts], env, REPO)
+        ref_s, ref_peak, _ = timed([*cmd, "fid-reference", *opts], env, REPO)
+        ours_s, ours_peak, ours_out = timed([*cmd, "evaluate", *opts], env, REPO)
+        theirs_s, theirs_peak, theirs_out = timed(
+            ["pytorch_fid", str(work / "samples"), str(ref_png), "--device", "cpu"], env, REPO
+        )
+        ours_fid = json.loads((work / "metrics" / "eval.json").read_text())["fid"]["mean"]
+        theirs_fid = float(theirs_out.split("FID:")[-1])
+        print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+        print(f"samples {args.samples} (64x64 JPEG q75), reference {len(faces)} real faces, untrained weights, CPU")
+        print(f"fid-reference (once, cached): {ref_s:7.1f} s, peak RSS {ref_peak:.0f} MiB")
+        print(f"ours   evaluate (FID+KID+AFD): {ours_s:7.1f} s, peak RSS {ours_peak:.0f} MiB, FID {ours_fid:.6f}")
+        print(f"pytorch-fid (FID only):        {theirs_s:7.1f} s, peak RSS {theirs_peak:.0f} MiB, FID {theirs_fid:.6f}")
+        print(f"ratio pytorch-fid / ours: {theirs_s / ours_s:.2f}x; FID relative difference "
+              f"{abs(ours_fid - theirs_fid) / theirs_fid:.2e}")  # fmt: skip
+        print(ours_out.strip())
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
