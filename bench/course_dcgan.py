@@ -171,7 +171,7 @@ def course_loop(root, steps, batch_size=64, z_dim=100, lr=1e-4, n_critic=1, warm
             step += 1
     elapsed = time.perf_counter() - t0
     return {"images_per_s": steps * batch_size / elapsed, "steps": steps, "seconds": elapsed,
-            "loss_d": float(loss_D), "loss_g": float(loss_G)}  # fmt: skip
+            "loss_d": loss_D.item(), "loss_g": loss_G.item()}  # fmt: skip
 
 
 if __name__ == "__main__":

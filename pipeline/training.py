@@ -150,7 +150,7 @@ def train_gan(
 
         ids = [device.index] if on_cuda else None
         g_run, d_run = DDP(g_raw, device_ids=ids), DDP(d_raw, device_ids=ids)
-    d_plain: nn.Module = d_raw  # generator step and gradient penalty: DDP cannot differentiate twice
+    d_plain: nn.Module = d_raw  # the generator step: frozen critic, no DDP gradient sync needed
     if on_cuda and params.compile:
         g_run, d_run, d_plain = torch.compile(g_run), torch.compile(d_run), torch.compile(d_raw)
     autocast = (
@@ -197,7 +197,8 @@ def train_gan(
                         fake = g_run(z)
                     loss_d = critic_loss(params.loss, d_run(real), d_run(fake.detach()))
                     if params.loss == "wgan-gp":
-                        loss_d = loss_d + params.gp_lambda * gradient_penalty(d_plain, real, fake.detach(), noise)
+                        # the plain module: DDP and compiled graphs (AOTAutograd) cannot differentiate twice
+                        loss_d = loss_d + params.gp_lambda * gradient_penalty(d_raw, real, fake.detach(), noise)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
