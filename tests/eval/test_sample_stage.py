@@ -27,7 +27,7 @@ def test_images_do_not_depend_on_batch_size() -> None:
     g = tiny_generator()
     one_batch = generate(g, seed=0, draw=0, count=11, batch_size=11)
     assert one_batch.dtype == np.uint8 and one_batch.shape == (11, 16, 16, 3)
-    for batch_size in (1, 4):
+    for batch_size in (1, 2, 3, 5):  # float32 outputs would move by ~1e-7 between these
         assert np.array_equal(generate(g, seed=0, draw=0, count=11, batch_size=batch_size), one_batch)
 
 
