@@ -44,6 +44,9 @@ EVAL_FILE = "eval.json"
 
 def run(params: Params) -> dict[str, Any]:
     sample = params.sample
+    generator = Path(params.paths.models) / GENERATOR_FILE
+    if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
+        raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
     ctx = _context(params)
     draws = _draws(params, ctx["backbone"].device)
     metrics = _score(params, ctx, draws)
