@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ def our_loop(faces: np.ndarray, steps: int, warmup: int, device: str, overrides:
         ["data.image_size=64", "train.batch_size=64", "train.epochs=100", f"train.max_steps={steps + warmup}",
          f"train.checkpoint_every={steps + warmup}", "train.log_every=1", "train.on_mismatch=restart", *overrides],
     )  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)  # a finished checkpoint there would make the run a no-op
     clock = StepClock()
     dist_info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device(device))
     summary = train_gan(

@@ -1,0 +1,36 @@
+"""The course's experiment presets: valid params, order-independent, and the CLI's dry run."""
+
+import pytest
+from train_helpers import REPO
+from typer.testing import CliRunner
+
+from pipeline.config import load_params
+from stages.cli import app
+from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_is_valid_params_and_sets_every_variant_key(name):
+    cmd = dvc_command(name)
+    assert cmd[:5] == ["dvc", "exp", "run", "-n", name]
+    sets = cmd[6::2]
+    assert all(flag == "-S" for flag in cmd[5::2])
+    assert {s.split("=")[0] for s in sets} >= set(VARIANT_KEYS) | {"train.on_mismatch"}
+    params = load_params(REPO / "params.yaml", sets)  # every key exists and every value validates
+    assert params.train.epochs == preset_settings(name)["train.epochs"]
+
+
+def test_the_course_settings():
+    assert preset_settings("baseline")["train.epochs"] == 1
+    assert preset_settings("ncritic2")["train.n_critic"] == 2 and preset_settings("ncritic2")["train.epochs"] == 50
+    assert preset_settings("wgan")["train.optimizer"] == "rmsprop"
+    assert preset_settings("wgan-gp")["train.critic_norm"] == "instance"
+
+
+def test_cli_dry_run_prints_the_command_and_unknown_names_exit_2():
+    runner = CliRunner()
+    done = runner.invoke(app, ["exp", "wgan-gp", "--dry-run", "--set", "train.epochs=3"])
+    assert done.exit_code == 0
+    assert "dvc exp run -n wgan-gp -S train.loss=wgan-gp" in done.output and "-S train.epochs=3" in done.output
+    done = runner.invoke(app, ["exp", "nope"])
+    assert done.exit_code == 2 and "unknown experiment 'nope'" in done.output
