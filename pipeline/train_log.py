@@ -9,7 +9,8 @@ Usage:
 Layout under the folder: live/plots/metrics/<name>.tsv (one row per logged step; dvc.yaml declares them as plots
 with x: step), live/metrics.json (latest values), grids/<name>.png (epoch_001.png ... and final.png).
 Resuming from step S drops curve rows after S (steps a killed run logged but did not checkpoint), so a resumed
-run's curves have no duplicated steps.
+run's curves have no duplicated steps. DVCLive's own DVC integration runs only under `dvc repro` / `dvc exp run`:
+elsewhere it would `dvc init` whatever git repository encloses the working directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -30,6 +32,12 @@ class DvcLiveTrainLog:
     def __init__(self, folder: Path, start_step: int) -> None:
         from dvclive import Live  # imports dvc: only when a run really trains
 
+        class QuietLive(Live):
+            def _init_dvc(self) -> None:
+                # outside `dvc repro` / `dvc exp run` plain DVCLive runs `dvc init` on the enclosing git repo
+                if os.getenv("DVC_ROOT"):
+                    super()._init_dvc()
+
         self.folder = Path(folder)
         self.grids = self.folder / "grids"
         live_dir = self.folder / "live"
@@ -37,7 +45,7 @@ class DvcLiveTrainLog:
             shutil.rmtree(self.grids, ignore_errors=True)
         else:
             truncate_curves(live_dir / "plots" / "metrics", start_step)
-        self.live = Live(
+        self.live = QuietLive(
             dir=str(live_dir), resume=start_step > 0, report=None, save_dvc_exp=False, dvcyaml=False
         )
 

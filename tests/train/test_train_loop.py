@@ -1,5 +1,6 @@
 """pipeline.training and the train stage on tiny real runs: variants, seeds, resume, refusal, divergence, no-op."""
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +134,13 @@ def test_divergence_stops_with_user_error_and_keeps_last_good_checkpoint(tmp_pat
     assert not (tmp_path / "models" / "generator.pt").exists()
 
 
-def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, faces):
+def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, faces, monkeypatch):
     params = tiny_params(tmp_path, "train.max_steps=0", "train.epochs=2", "train.log_every=2")
     write_faces(params, faces)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)  # inside a git repo that is no DVC repo, as a fresh clone before `dvc init`
     train_stage.run(params)
+    assert not (tmp_path / ".dvc").exists()  # DVCLive alone would have run `dvc init` here
     metrics = load_json(Path(params.paths.metrics) / "train.json")
     assert metrics["steps"] == 16 and metrics["images_seen"] == 16 * 8 and metrics["epochs"] == 2
     assert {"images_per_s", "loss_d", "loss_g", "wall_s", "device", "torch"} <= set(metrics)
@@ -147,11 +151,15 @@ def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, fa
         str(s) for s in range(2, 17, 2)
     ]
 
-    outputs = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "params.yaml"]
+    def files():
+        found = (p for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts)
+        return sorted(p for p in found if p.name != "params.yaml")
+
+    outputs = files()
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
     train_stage.run(params)
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs} == before
-    assert sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.name != "params.yaml") == sorted(outputs)
+    assert files() == outputs
 
     (Path(params.paths.models) / "generator.pt").unlink()  # as `dvc repro` does to outputs: rebuilt, not retrained
     train_stage.run(params)
