@@ -74,9 +74,10 @@ def compute_reference(
         raise UserError(f"the FID reference needs at least 2 clean faces, found {len(faces)}")
     if count > len(faces):
         log.warning("eval.fid.reference_count=%d but only %d clean faces: using all of them", count, len(faces))
-    pool = np.arange(n) if kid_pool == 0 or kid_pool >= n else np.sort(
-        np.random.default_rng(kid_seed).choice(n, kid_pool, replace=False)
-    )
+    if kid_pool == 0 or kid_pool >= n:
+        pool = np.arange(n)
+    else:
+        pool = np.sort(np.random.default_rng(kid_seed).choice(n, kid_pool, replace=False))
     stats = FeatureStats.empty(FEATURE_DIM)
     kid_features = np.empty((len(pool), FEATURE_DIM), np.float32)
     with progress(total=n, desc="fid reference", unit="img") as bar:
