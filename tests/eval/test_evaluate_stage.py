@@ -77,3 +77,25 @@ def test_evaluate_images_folder_reports_bad_files(
     m = json.loads((root / "student_output-eval.json").read_text())
     assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["9.jpg"]
     assert m["provenance"]["image_count"] == 8 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0
+
+
+def test_reference_chunks_and_kid_pool_match_a_direct_computation(
+    project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.fid_reference as fr
+    from pipeline.fid import FeatureStats
+    from pipeline.inception import extract_features
+    from stages.fid_reference import backbone_for
+
+    root, overrides = project
+    backbone = backbone_for(project_params(overrides))
+    faces = np.load(root / "data" / "clean" / "faces.npy")
+    monkeypatch.setattr(fr, "CHUNK", 3)  # pool members fall in several chunks
+    ref = fr.compute_reference(backbone, faces, count=10, batch_size=4, kid_pool=5, kid_seed=0)
+    direct = extract_features(backbone, faces[:10], batch_size=10)
+    pool = np.sort(np.random.default_rng(0).choice(10, 5, replace=False))
+    np.testing.assert_array_equal(ref.kid_features, direct[pool])
+    stats = FeatureStats.of(direct)
+    np.testing.assert_allclose(ref.mean, stats.mean, rtol=1e-12)
+    np.testing.assert_allclose(ref.cov, stats.cov, rtol=1e-9, atol=1e-12)
+    assert (ref.meta["count"], ref.meta["kid_pool"], ref.meta["fid_backbone"]) == (10, 5, "untrained")
