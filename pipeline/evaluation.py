@@ -32,7 +32,7 @@ from pipeline.afd import Detector, detection_rate
 from pipeline.fid import fid_of_features
 from pipeline.fid_reference import Reference
 from pipeline.inception import Backbone, extract_features
-from pipeline.kid import kernel_inception_distance
+from pipeline.kid import KidReference
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,12 @@ def score_draws(
     kid_subset_size: int,
     kid_seed: int,
 ) -> dict[str, Any]:
+    kid_reference = KidReference(reference.kid_features, kid_subsets, kid_subset_size, kid_seed)
     fids, kids, kid_spread, afds = [], [], [], []
     for d, images in enumerate(draws):
         feats = extract_features(backbone, images, batch_size)
         fids.append(fid_of_features(feats, reference.mean, reference.cov))
-        kid_mean, kid_std = kernel_inception_distance(
-            feats, reference.kid_features, kid_subsets, kid_subset_size, kid_seed
-        )
+        kid_mean, kid_std = kid_reference.score(feats)
         kids.append(kid_mean)
         kid_spread.append(kid_std)
         afds.append(detection_rate(detector, images))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.fid import FeatureStats, fid_of_features, frechet_distance
-from pipeline.kid import kernel_inception_distance
+from pipeline.kid import KidReference, kernel_inception_distance
 
 
 def _gaussian(n: int, dim: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -64,3 +64,21 @@ def test_kid_is_near_zero_for_two_draws_of_one_gaussian_and_positive_otherwise()
     assert abs(same_mean) < 3 * same_std  # unbiased: centred on 0, within its own subset spread
     assert shifted_mean > 10 * same_std
     assert kernel_inception_distance(a, b, 50, 200, 0) == (same_mean, same_std)  # seeded: repeatable
+
+
+def test_kid_fast_path_equals_the_textbook_estimator() -> None:
+    a, b = _gaussian(30, 8, seed=8), _gaussian(50, 8, seed=9, shift=0.2)
+    m, subsets = 20, 4
+    rx, ry = np.random.default_rng([3, 0]), np.random.default_rng([3, 1])
+    ys = [np.sort(ry.choice(50, m, replace=False)) for _ in range(subsets)]
+    expected = []
+    for s in range(subsets):
+        x, y = a[np.sort(rx.choice(30, m, replace=False))], b[ys[s]]
+        k = lambda p, q: (p @ q.T / 8 + 1) ** 3  # noqa: E731
+        kxx, kyy = k(x, x), k(y, y)
+        expected.append(
+            (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * k(x, y).sum() / m**2
+        )
+    ref = KidReference(b, subsets=subsets, subset_size=m, seed=3)
+    assert ref.score(a) == pytest.approx((np.mean(expected), np.std(expected)), rel=1e-10)
+    assert ref.score(a) == kernel_inception_distance(a, b, subsets, m, 3)  # cached reference side: same numbers
