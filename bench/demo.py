@@ -1,0 +1,60 @@
+"""Wall time of the offline demo from a fresh clone, and of a second run (everything cached).
+
+Usage:
+    .venv/bin/python bench/demo.py [--rev HEAD] [--keep]
+
+Clones the committed `--rev` of this repository into a temporary folder and runs `python -m stages.demo` there
+twice with this venv's python (so the venv is reused, not rebuilt: creating it and installing torch is left
+out of the figure; `make demo` on a machine without .venv adds that). Prints both wall times and the demo's
+metrics table. --keep leaves the clone in place and prints its path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rev", default="HEAD", help="commit to clone")
+    parser.add_argument("--keep", action="store_true", help="keep the clone")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="animegan-demo-bench-"))
+    clone = tmp / "clone"
+    try:
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "-q", args.rev], cwd=clone, check=True)
+        env = os.environ | {"ANIMEGAN_PROGRESS": "0"}
+        times = []
+        for attempt in ("first run (fresh clone)", "second run (cached)"):
+            start = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "stages.demo"], cwd=clone, env=env, capture_output=True, text=True
+            )
+            times.append((attempt, time.monotonic() - start))
+            if done.returncode != 0:
+                sys.exit(f"demo failed ({attempt}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        table = done.stdout[done.stdout.find("| run |") :].split("\n\n")[0]
+        print(f"machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs usable")
+        for attempt, seconds in times:
+            print(f"{attempt:<28}{seconds:7.1f} s")
+        print(table)
+        if args.keep:
+            print(f"clone kept at {clone}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
