@@ -1,0 +1,99 @@
+"""`python -m stages.demo` (what `make demo` runs): the real pipeline through `dvc repro`, in its own workspace.
+
+It runs in the demo's usual workspace (demo/ at the repo root, gitignored), so after `make demo` in CI these runs
+find everything cached. The fixture runs the demo twice: the second run must rerun no stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO / "demo"
+STAGES = ("download", "clean", "detector", "fid_reference", "train", "sample", "evaluate")
+
+pytestmark = pytest.mark.slow
+
+
+def project_state() -> dict[str, str]:
+    """Hashes of the user's own params, metrics and data: the demo must not touch them."""
+    state = {}
+    for top in ("params.yaml", "metrics", "data"):
+        path = REPO / top
+        for f in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
+            if f.is_file():
+                state[str(f.relative_to(REPO))] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return state
+
+
+def run_demo() -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.demo", "--workspace", str(WORKSPACE)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, f"demo failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    before = project_state()
+    first, second = run_demo(), run_demo()
+    assert project_state() == before
+    return first, second
+
+
+def test_demo_prints_metrics_table_and_where_things_are(demo) -> None:
+    out = demo[0].stdout
+    assert "| run | FID | KID | AFD | draws |" in out and "| workspace |" in out
+    for where in ("samples:", "submission:", "report:", str(WORKSPACE / "plots" / "report.html")):
+        assert where in out
+
+
+def test_second_run_reuses_everything(demo) -> None:
+    log = demo[1].stdout + demo[1].stderr
+    assert "Running stage" not in log
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change" in log or f"Stage '{stage}' is cached" in log, stage
+
+
+def test_outputs_exist(demo) -> None:
+    params = yaml.safe_load((WORKSPACE / "params.yaml").read_text())
+    count = params["sample"]["count"]
+    samples = WORKSPACE / params["paths"]["samples"]
+    assert sorted(int(p.stem) for p in samples.glob("*.jpg")) == list(range(1, count + 1))
+    with tarfile.open(WORKSPACE / params["paths"]["submission"]) as tar:
+        assert len(tar.getnames()) == count
+    plots = WORKSPACE / params["paths"]["plots"]
+    assert list((plots / "train").rglob("*.tsv")) and list((plots / "train").rglob("*.png"))
+    html = (plots / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<svg" in html
+    assert "| FID |" in (plots / "report.md").read_text()
+    assert params["data"]["url"].startswith("file://") and params["eval"]["fid"]["weights"] == "untrained"
+
+
+def test_metrics_have_every_field(demo) -> None:
+    metrics = WORKSPACE / "metrics"
+    ev = json.loads((metrics / "eval.json").read_text())
+    repeats = yaml.safe_load((WORKSPACE / "params.yaml").read_text())["eval"]["repeats"]
+    for key in ("fid", "kid", "afd"):
+        assert set(ev[key]) >= {"mean", "std", "draws"} and len(ev[key]["draws"]) == repeats, key
+    assert 0 <= ev["afd_real"] <= 1 and "afd_rel" in ev
+    provenance_keys = {
+        "dataset_sha256", "fid_backbone", "weights_sha256", "detector", "image_count", "repeats",
+        "reference_count", "jpeg_quality", "packages", "device",
+    }  # fmt: skip
+    assert provenance_keys <= set(ev["provenance"])
+    assert ev["provenance"]["fid_backbone"] == "untrained" or "untrained" in json.dumps(ev["provenance"])
+    train = json.loads((metrics / "train.json").read_text())
+    assert train  # steps, images/s, losses, wall time, device: their names are the train stage's
+    data = json.loads((metrics / "data.json").read_text())
+    assert data["kept"] == yaml.safe_load((REPO / "stages" / "demo_params.yaml").read_text())["faces"]["count"]
