@@ -6,8 +6,9 @@ Usage:
     .venv/bin/python bench/afd_ranking.py --zip faces.zip --brief-steps 100 --long-steps 1500 --count 500
     .venv/bin/python bench/afd_ranking.py --detector models/detector      # reuse a trained detector
 
-Runs the real stages in a work folder (default /tmp/afd_ranking): faces from the zip resized to 64x64 (Lanczos,
-as clean does), the `detector` stage with params.yaml's detector section, then the `train` stage with a smaller
+Runs the real stages in a work folder (default /tmp/afd_ranking): faces from the zip resized (Lanczos, as clean
+does) to 64x64 for the `detector` stage (params.yaml's detector section) and to --image-size for the `train`
+stage (32 by default: a 64 px DCGAN needs far more CPU steps before faces appear), with a smaller
 DCGAN (--g-features/--d-features, EMA off so a short run is not averaged away), stopped at --brief-steps, and
 run again to --long-steps.
 Each is a fresh train run from the same seed; the untrained generator is the one train builds at step 0.
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--detector", type=Path, help="a trained detector folder (default: train one in --work)")
     ap.add_argument("--brief-steps", type=int, default=100)
     ap.add_argument("--long-steps", type=int, default=1500)
+    ap.add_argument("--image-size", type=int, default=32, help="GAN image size: 16, 32 or 64 (the course's)")
     ap.add_argument("--g-features", type=int, default=32)
     ap.add_argument("--d-features", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -72,17 +74,20 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    work = args.work
-    (work / "clean").mkdir(parents=True, exist_ok=True)
-    faces_file = work / "clean" / "faces.npy"
-    if not faces_file.is_file():
-        np.save(faces_file, faces_from_zip(args.zip, 64))
-    faces = np.load(faces_file)
+    work, size = args.work, args.image_size
+    faces = {}
+    for side in sorted({64, size}):  # the detector trains on 64 px faces, the GAN on --image-size ones
+        path = work / f"clean{side}" / "faces.npy"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, faces_from_zip(args.zip, side))
+        faces[side] = np.load(path)
     params = load_params(
         ROOT / "params.yaml",
-        [f"paths.{k}={work / k}" for k in ("clean", "models", "metrics", "plots", "detector")]
+        [f"paths.{k}={work / k}" for k in ("models", "metrics", "plots", "detector")]
         + [
-            "data.image_size=64",
+            f"paths.clean={work / 'clean64'}",
+            f"data.image_size={size}",
             f"train.g_features={args.g_features}",
             f"train.d_features={args.d_features}",
             f"train.batch_size={args.batch_size}",
@@ -101,22 +106,24 @@ def main() -> None:
     anime = load_detector_from(detector_dir)
     mtcnn = get_detector("mtcnn", params)
     holdout_file = detector_dir / "holdout.npy"
-    real = faces[np.load(holdout_file)] if holdout_file.is_file() else faces
+    real = faces[size][np.load(holdout_file)] if holdout_file.is_file() else faces[size]
     real = real[: args.count]
 
     tp = params.train
     seed_everything(derive_seed(tp.seed, INIT))  # what train_gan does before building G: its step-0 weights
-    generators = {"untrained": Generator(tp.z_dim, tp.g_features, 64).eval()}
+    generators = {"untrained": Generator(tp.z_dim, tp.g_features, size).eval()}
+    gan_paths = params.paths.model_copy(update={"clean": str(work / f"clean{size}")})
+    train_params = params.model_copy(update={"paths": gan_paths})
     models = Path(params.paths.models)
     os.chdir(work)  # outside any git repo: DVCLive would otherwise `dvc init` the repo it runs in
     for name, steps in (("brief", args.brief_steps), ("longer", args.long_steps)):
         shutil.rmtree(models, ignore_errors=True)  # each a fresh run from the same seed
         t = time.perf_counter()
-        train_stage.run(params.model_copy(update={"train": tp.model_copy(update={"max_steps": steps})}))
+        train_stage.run(train_params.model_copy(update={"train": tp.model_copy(update={"max_steps": steps})}))
         timings[f"train_to_{steps}_steps_s"] = round(time.perf_counter() - t, 1)
         generators[f"{name} ({steps} steps)"] = load_generator(models / "generator.pt")
 
-    rows = {"real held-out faces": real}
+    rows = {f"real held-out faces ({size} px)": real}
     rows.update({name: generate(g, seed=0, draw=0, count=args.count, batch_size=250) for name, g in generators.items()})
     table = {
         name: {"anime": detection_rate(anime, images), "mtcnn": detection_rate(mtcnn, images)}
