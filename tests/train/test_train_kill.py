@@ -12,7 +12,9 @@ from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, tiny_params
 
 from stages import train as train_stage
 
-ARGS = ["train.max_steps=0", "train.epochs=12", "train.log_every=4"]  # 96 steps
+# 192 steps: a wide window for the kill even when a loaded machine makes polling slow
+ARGS = ["train.max_steps=0", "train.epochs=24", "train.log_every=4"]
+TOTAL = 192
 
 
 def cli(root: Path) -> list[str]:
@@ -32,20 +34,20 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
     ckpt = Path(params.paths.models) / "checkpoint.pt"
     proc = subprocess.Popen(cli(tmp_path / "killed"), cwd=REPO, env=SUBPROCESS_ENV, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while checkpoint_step(ckpt) < 5 and proc.poll() is None and time.monotonic() < deadline:
+    while checkpoint_step(ckpt) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # a checkpoint is written every step: the kill often lands inside a write
     proc.wait(timeout=30)
     killed_at = checkpoint_step(ckpt)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert 5 <= killed_at < 96
+    assert 2 <= killed_at < TOTAL
     # what a kill inside torch.save leaves: a partial temporary beside the checkpoint
     stale = ckpt.with_name(".checkpoint.pt.x1y2z3.tmp")
     stale.write_bytes(ckpt.read_bytes()[:100])
 
     with caplog.at_level(logging.INFO, logger="pipeline.training"):
         train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
-    assert f"resuming from step {killed_at} of 96" in caplog.text
+    assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
     assert not stale.exists() and sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "generator.pt"]
 
     straight = tiny_params(tmp_path / "straight", *ARGS, "train.checkpoint_every=1000")  # only the final one
