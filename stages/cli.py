@@ -64,6 +64,11 @@ def resolve(params_path: Path, overrides: list[str] | None) -> Params:
     return load_params(params_path, overrides or [])
 
 
+def print_params(params: Params) -> None:
+    """--dry-run: the resolved params as YAML."""
+    typer.echo(yaml.safe_dump(to_dict(params), sort_keys=False), nl=False)
+
+
 def _stage_command(name: str, help_text: str) -> None:
     def command(
         params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, dry_run: DryRunOpt = False
@@ -71,8 +76,7 @@ def _stage_command(name: str, help_text: str) -> None:
         def go() -> None:
             resolved = resolve(params, set_)
             if dry_run:
-                typer.echo(yaml.safe_dump(to_dict(resolved), sort_keys=False), nl=False)
-                return
+                return print_params(resolved)
             importlib.import_module(f"stages.{name}").run(resolved)
 
         run_guarded(go)
@@ -102,8 +106,7 @@ def evaluate(
     def go() -> None:
         resolved = resolve(params, set_)
         if dry_run:
-            typer.echo(yaml.safe_dump(to_dict(resolved), sort_keys=False), nl=False)
-            return
+            return print_params(resolved)
         from stages import evaluate as stage
 
         if images is None:
