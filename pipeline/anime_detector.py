@@ -15,7 +15,6 @@ and the split they were chosen on are written by the `detector` stage (stages/de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from pipeline.config import Params
 from pipeline.errors import UserError
+from pipeline.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +166,3 @@ def load_detector_from(folder: Path, device: torch.device | None = None) -> Anim
     model.to(device or pick_device())
     return AnimeDetector(model, threshold, sha256_file(weights), meta)
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -41,6 +40,7 @@ import torchvision
 from torch import nn
 
 from pipeline.errors import UserError
+from pipeline.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def load_backbone(
         name, digest = UNTRAINED, UNTRAINED
     else:
         path = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
-        digest = _sha256_file(path)
+        digest = sha256_file(path)
         state = _read_state(path)
         name = "pytorch-fid"
     net = build_fid_inception()
@@ -151,7 +151,7 @@ def _weights_file(weights: str, sha256: str, cache_dir: Path, timeout_s: float) 
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(f"eval.fid.weights: no such file {path} (give a URL, a local .pth file or 'untrained')")
-    if sha256 and _sha256_file(path) != sha256:
+    if sha256 and sha256_file(path) != sha256:
         raise UserError(f"eval.fid.weights: {path} does not match eval.fid.sha256 ({sha256[:12]}...)")
     return path
 
@@ -178,20 +178,12 @@ def _download(url: str, target: Path, sha256: str, timeout_s: float) -> None:
 
 def _matches(path: Path, sha256: str, name: str) -> bool:
     expected = sha256 or _name_prefix(name)
-    return not expected or _sha256_file(path).startswith(expected)
+    return not expected or sha256_file(path).startswith(expected)
 
 
 def _name_prefix(name: str) -> str:
     m = _HASH_PREFIX.search(name)
     return m.group(1) if m else ""
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,6 @@ what evaluate should score; the course's upload would refuse the file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -23,6 +22,7 @@ import torch
 
 from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
 from pipeline.config import Params
+from pipeline.hashing import sha256_file
 from pipeline.image_grid import save_grid
 from pipeline.models import load_generator
 from pipeline.sampling import generate, write_jpegs, write_submission
@@ -70,11 +70,7 @@ def run(params: Params) -> None:
             "submission_mb": round(mb, 4),
             "max_submission_mb": sample.max_submission_mb,
             "over_limit": over,
-            "generator_sha256": _sha256(generator_path),
+            "generator_sha256": sha256_file(generator_path),
         },
     )
     log.info("wrote %d samples to %s and %s (%.2f MB)", len(images), samples, submission, mb)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
