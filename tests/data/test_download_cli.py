@@ -19,31 +19,18 @@ def animegan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_error_is_one_line_and_exit_code_2(http_server, faces_zip, stage_params, snapshot, tmp_path) -> None:
     stage_params()  # copies params.yaml into tmp_path
     raw = tmp_path / "data" / "raw"
-    ok = animegan(
-        "download",
-        "--params",
-        "params.yaml",
-        "--set",
-        f"paths.raw={raw}",
-        "--set",
-        f"data.url={faces_zip('faces.zip').as_uri()}",
-        cwd=tmp_path,
-    )
+
+    def download(url: str) -> subprocess.CompletedProcess[str]:
+        return animegan("download", "--params", "params.yaml", "--set", f"paths.raw={raw}", "--set", f"data.url={url}",
+                        cwd=tmp_path)  # fmt: skip
+
+    ok = download(faces_zip("faces.zip").as_uri())
     assert ok.returncode == 0, ok.stderr
     assert json.loads((raw / "SOURCE.json").read_text())["files"] == 3
     assert "WARNING" in ok.stderr and "data.sha256:" in ok.stderr
 
     before = snapshot(raw.parent)
-    failed = animegan(
-        "download",
-        "--params",
-        "params.yaml",
-        "--set",
-        f"paths.raw={raw}",
-        "--set",
-        f"data.url={http_server.base}/gone.zip",
-        cwd=tmp_path,
-    )
+    failed = download(f"{http_server.base}/gone.zip")
     assert failed.returncode == 2
     assert failed.stderr.splitlines() == [
         f"error: download failed: HTTP 404 Not Found from {http_server.base}/gone.zip"
