@@ -9,7 +9,8 @@ Usage:
 Layout under the folder: live/plots/metrics/<name>.tsv (one row per logged step; dvc.yaml declares them as plots
 with x: step), live/metrics.json (latest values), grids/<name>.png (epoch_001.png ... and final.png).
 Resuming from step S drops curve rows after S (steps a killed run logged but did not checkpoint), so a resumed
-run's curves have no duplicated steps. DVCLive's own DVC integration runs only under `dvc repro` / `dvc exp run`:
+run's curves have no duplicated steps. DVCLive writes its files in place, so a kill can tear them: resuming also
+drops a torn last curve row and a metrics.json that no longer parses (it holds only the latest values). DVCLive's own DVC integration runs only under `dvc repro` / `dvc exp run`:
 elsewhere it would `dvc init` whatever git repository encloses the working directory.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import shutil
@@ -45,6 +47,7 @@ class DvcLiveTrainLog:
             shutil.rmtree(self.grids, ignore_errors=True)
         else:
             truncate_curves(live_dir / "plots" / "metrics", start_step)
+            drop_unreadable_json(live_dir / "metrics.json")
         self.live = QuietLive(
             dir=str(live_dir), resume=start_step > 0, report=None, save_dvc_exp=False, dvcyaml=False
         )
@@ -60,18 +63,44 @@ class DvcLiveTrainLog:
 
 
 def truncate_curves(metrics_dir: Path, last_step: int) -> None:
-    """Drop rows with step > last_step from every DVCLive .tsv curve (rewritten atomically)."""
+    """Drop rows with step > last_step, and torn rows, from every DVCLive .tsv curve (rewritten atomically)."""
     if not metrics_dir.is_dir():
         return
     for tsv in sorted(metrics_dir.rglob("*.tsv")):
-        rows = list(csv.DictReader(io.StringIO(tsv.read_text(encoding="utf-8")), delimiter="\t"))
-        if not rows or "step" not in rows[0]:
+        text = tsv.read_text(encoding="utf-8", errors="replace")
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+        rows = list(reader)
+        if not reader.fieldnames or "step" not in reader.fieldnames:
             continue
-        kept = [r for r in rows if int(r["step"]) <= last_step]
-        if len(kept) == len(rows):
+        whole = rows if text.endswith("\n") else rows[:-1]  # no newline: the kill cut the last row
+        kept = [r for r in whole if _complete(r) and int(r["step"]) <= last_step]
+        if len(kept) == len(rows) and text.endswith("\n"):
             continue
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows(kept)
         atomic_write_text(tsv, out.getvalue())
+
+
+def _complete(row: dict) -> bool:
+    """A row a kill did not cut short: every column present and each value a number."""
+    if None in row or any(value is None for value in row.values()):
+        return False
+    try:
+        int(row["step"])
+        for value in row.values():
+            float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def drop_unreadable_json(path: Path) -> None:
+    """Remove a JSON file a kill left half-written; DVCLive rewrites it at the next logged step."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (ValueError, UnicodeDecodeError):
+        path.unlink()
