@@ -10,8 +10,9 @@ Layout under the folder: live/plots/metrics/<name>.tsv (one row per logged step;
 with x: step), live/metrics.json (latest values), grids/<name>.png (epoch_001.png ... and final.png).
 Resuming from step S drops curve rows after S (steps a killed run logged but did not checkpoint), so a resumed
 run's curves have no duplicated steps. DVCLive writes its files in place, so a kill can tear them: resuming also
-drops a torn last curve row and a metrics.json that no longer parses (it holds only the latest values). DVCLive's own DVC integration runs only under `dvc repro` / `dvc exp run`:
-elsewhere it would `dvc init` whatever git repository encloses the working directory.
+drops a torn last curve row and a metrics.json that no longer parses (it holds only the latest values).
+DVCLive's own DVC integration runs only under `dvc repro` / `dvc exp run`: elsewhere it would `dvc init` whatever
+git repository encloses the working directory.
 """
 
 from __future__ import annotations
