@@ -72,6 +72,7 @@ def truncate_curves(metrics_dir: Path, last_step: int) -> None:
         reader = csv.DictReader(io.StringIO(text), delimiter="\t")
         rows = list(reader)
         if not reader.fieldnames or "step" not in reader.fieldnames:
+            tsv.unlink()  # the kill cut the header: DVCLive starts the curve afresh
             continue
         whole = rows if text.endswith("\n") else rows[:-1]  # no newline: the kill cut the last row
         kept = [r for r in whole if _complete(r) and int(r["step"]) <= last_step]

@@ -42,3 +42,12 @@ def test_a_fresh_run_starts_new_curves(tmp_path):
     log_steps(folder, 0, range(0, 20, 4))
     log_steps(folder, 0, range(0, 8, 4))
     assert [int(r["step"]) for r in curve(folder, "loss_g")] == [0, 4]
+
+
+def test_a_curve_whose_header_was_cut_starts_afresh(tmp_path):
+    folder = tmp_path / "train"
+    log_steps(folder, 0, range(0, 8, 4))
+    (folder / "live" / "plots" / "metrics" / "loss_g.tsv").write_text("ste", encoding="utf-8")
+    log_steps(folder, 4, range(8, 16, 4))
+    assert [int(r["step"]) for r in curve(folder, "loss_g")] == [8, 12]
+    assert [int(r["step"]) for r in curve(folder, "loss_d")] == [0, 4, 8, 12]
