@@ -176,7 +176,9 @@ def validate(raw: dict[str, Any], source: str = "params") -> Params:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `a.b.c=value` override in place; only keys that already exist may be set."""
+    """Apply one `a.b.c=value` override in place; only keys that already exist may be set.
+
+    The value is read as YAML (numbers, booleans, lists), except where the current value is text."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise UserError(f"--set {item!r}: expected key.sub=value")
@@ -190,7 +192,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict) or part not in node:
             raise UserError(f"--set {key}: unknown key {'.'.join(parts[: i + 1])!r}")
         if i == len(parts) - 1:
-            node[part] = value
+            # a text key takes the text as written: an all-digit sha256 must not become an int
+            node[part] = text if isinstance(node[part], str) and not isinstance(value, str) else value
         else:
             node = node[part]
 

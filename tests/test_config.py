@@ -26,6 +26,12 @@ def test_override_gets_yaml_types():
     assert p.train.epochs == 10 and p.train.betas == [0.0, 0.9] and p.data.sha256 == ""
 
 
+def test_override_of_a_text_key_keeps_the_text_as_written():
+    digits = "1234567890" * 6 + "0123"  # a sha256 that happens to be all digits reads as an int in YAML
+    p = load_params(PARAMS, [f"data.sha256={digits}", "data.url=2022"])
+    assert p.data.sha256 == digits and p.data.url == "2022"
+
+
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
