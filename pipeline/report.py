@@ -42,6 +42,7 @@ from pipeline.compare import (
     markdown_table,
     significance_note,
 )
+from pipeline.errors import UserError
 from pipeline.revisions import Run, open_run
 from pipeline.svg import line_chart, strip_chart
 
@@ -88,6 +89,10 @@ class Report:
 
 def build_report(root: str | Path, revs: list[str | None], metrics_dir: str, plots_dir: str) -> Report:
     runs = [collect_run(open_run(root, rev), metrics_dir, plots_dir) for rev in (revs or [None])]
+    for run in runs:
+        if not (run.eval or run.train or run.data or run.curves or run.pictures):
+            raise UserError(f"{run.label}: nothing to report: no metrics in {metrics_dir}/ and no plots in "
+                            f"{plots_dir}/ (run `dvc repro` there first)")  # fmt: skip
     evaluated = [RunMetrics(r.label, r.eval, {k: r.spread(k) for k, _, _ in METRICS}) for r in runs if r.eval]
     comparison = compare_metrics(evaluated, ALPHA) if len(evaluated) >= 2 else None
     return Report(runs, comparison, render_html(runs, comparison), render_markdown(runs, comparison))

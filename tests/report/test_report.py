@@ -54,9 +54,20 @@ def test_cli_writes_html_and_markdown(exp_repo: Path, tmp_path: Path, monkeypatc
     assert "## workspace" in md and "## Comparison" not in md  # one run: no pairwise table
 
 
-def test_run_without_metrics_says_so(tmp_path: Path) -> None:
+def test_run_trained_but_not_evaluated_says_so(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "train.json").write_text(json.dumps({"steps": 10}))
     built = build_report(tmp_path, [], metrics_dir="metrics", plots_dir="plots")
     assert "not evaluated yet" in built.html and "not evaluated yet" in built.markdown
+
+
+def test_run_with_nothing_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["report", "--params", PROJECT_PARAMS])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: workspace: nothing to report: no metrics in metrics/ and no plots in " \
+        "plots/ (run `dvc repro` there first)"  # fmt: skip
+    assert not (tmp_path / "plots").exists()
 
 
 def test_curve_and_image_helpers() -> None:
