@@ -1,5 +1,6 @@
 """kill -9 of a training process at an arbitrary moment, then a rerun: it resumes and ends as if never killed."""
 
+import csv
 import logging
 import signal
 import subprocess
@@ -49,6 +50,11 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
         train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
     assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
     assert not stale.exists() and sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "generator.pt"]
+    curves = sorted((Path(params.paths.plots) / "train" / "live" / "plots" / "metrics").rglob("*.tsv"))
+    assert curves
+    for tsv in curves:  # whatever the kill tore, each curve now runs once through every step, to the end
+        steps = [int(row["step"]) for row in csv.DictReader(tsv.open(), delimiter="\t")]
+        assert steps == sorted(set(steps)) and steps[-1] == TOTAL, tsv
 
     straight = tiny_params(tmp_path / "straight", *ARGS, "train.checkpoint_every=1000")  # only the final one
     write_faces(straight, faces)
