@@ -1,5 +1,6 @@
 """DDP under torchrun: 2 CPU processes (gloo) stay in sync and only rank 0 writes."""
 
+import json
 import re
 import subprocess
 import sys
@@ -39,3 +40,16 @@ def test_two_gloo_ranks_stay_in_sync_and_only_rank_0_writes(tmp_path, faces, var
                           .read_text()) for r in (0, 1)]  # fmt: skip
     assert digests[0] == digests[1] and [s for s, _ in digests[0]] == ["2", "4"]
     assert digests[0][0][1] != digests[0][1][1]  # and the weights did change between the checks
+
+
+def test_the_readme_torchrun_command(tmp_path, faces):
+    """README: `torchrun --standalone --nproc_per_node=N -m stages.cli train`, here with 2 CPU ranks."""
+    params = tiny_params(tmp_path, "train.max_steps=4")
+    write_faces(params, faces)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "stages.cli", "train",
+           "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    done = subprocess.run(cmd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((Path(params.paths.metrics) / "train.json").read_text())
+    assert summary["steps"] == 4 and summary["world_size"] == 2, summary
