@@ -2,15 +2,23 @@
 
 It runs in the demo's usual workspace (demo/ at the repo root, gitignored), so after `make demo` in CI these runs
 find everything cached. The fixture runs the demo twice: the second run must rerun no stage.
+Then, in a copy of that workspace, the README's experiment commands run for real on the demo's pipeline: a course
+preset through `animegan exp`, `dvc exp show`, `dvc metrics diff`, `animegan compare` / `report`, and the README's
+`dvc exp run --queue` line with `dvc queue start -j 2`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +105,66 @@ def test_metrics_have_every_field(demo) -> None:
     assert train  # steps, images/s, losses, wall time, device: their names are the train stage's
     data = json.loads((metrics / "data.json").read_text())
     assert data["kept"] == yaml.safe_load((REPO / "stages" / "demo_params.yaml").read_text())["faces"]["count"]
+
+
+def sh(cwd: Path, *args: str, timeout: float = 600) -> str:
+    """A README command in the workspace copy, with the venv on PATH and the copy's code on PYTHONPATH (as the
+    demo runs it); fails the test on a non-zero exit, returns stdout."""
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(cwd),
+        "ANIMEGAN_PROGRESS": "0",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    done = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{shlex.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def experiments(demo, tmp_path_factory) -> Path:
+    """A copy of the demo workspace after `animegan exp baseline` (the course's 1-epoch sample setup)."""
+    ws = tmp_path_factory.mktemp("demo_exp") / "demo"
+    shutil.copytree(WORKSPACE, ws, symlinks=True)
+    sh(ws, "animegan", "exp", "baseline")
+    return ws
+
+
+def test_course_experiment_shows_diffs_and_compares(experiments) -> None:
+    ws = experiments
+    assert "baseline" in sh(ws, "animegan", "exp", "--list")
+    assert "metrics/eval.json" in sh(ws, "dvc", "metrics", "show")
+    assert "[baseline]" in sh(ws, "dvc", "exp", "show", "--only-changed", "--no-pager")
+    diff = sh(ws, "dvc", "metrics", "diff", "HEAD", "baseline")
+    assert re.search(r"metrics/eval.json +fid.mean", diff) and re.search(r"metrics/train.json +epochs +10", diff)
+    table = sh(ws, "animegan", "compare", "HEAD", "baseline")
+    assert "| HEAD | baseline | FID |" in table and "Welch's two-sided t-test" in table
+    sh(ws, "animegan", "report", "HEAD", "baseline")
+    assert "## baseline" in (ws / "plots" / "report.md").read_text()
+
+
+def test_readme_queue_runs_an_experiment_in_a_worker(experiments) -> None:
+    ws = experiments
+    readme = (REPO / "README.md").read_text()
+    queue_line = re.search(r"`(dvc exp run --queue [^`]+)`", readme).group(1)
+    # the README's 50 epochs are a GPU's work: one epoch shows the queue, the last -S wins
+    sh(ws, *shlex.split(queue_line), "-S", "train.epochs=1")
+    assert "`dvc queue start -j 2`" in readme
+    sh(ws, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"Queued|Running", status := sh(ws, "dvc", "queue", "status")) and time.monotonic() < deadline:
+        time.sleep(5)
+    assert re.search(r"wgan +.* Success", status), status
+    shown = json.loads(sh(ws, "dvc", "exp", "show", "--json"))
+    runs = {r["name"]: r for rev in shown for exp in rev.get("experiments") or [] for r in exp["revs"]}
+    params = runs["wgan"]["data"]["params"]["params.yaml"]["data"]
+    assert params["train"]["loss"] == "wgan" and params["train"]["optimizer"] == "rmsprop"
+    assert "| baseline | wgan | FID |" in sh(ws, "animegan", "compare", "baseline", "wgan")
+
+
+def test_readme_anime_detector_commands(experiments) -> None:
+    ws = experiments
+    sh(ws, "dvc", "repro", "detector")
+    sh(ws, "animegan", "evaluate", "--set", "eval.afd.detector=anime")
+    ev = json.loads((ws / "metrics" / "eval.json").read_text())
+    assert ev["provenance"]["detector"]["name"] == "anime" and 0 <= ev["afd"]["mean"] <= 1
