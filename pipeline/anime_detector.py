@@ -6,6 +6,7 @@ Usage:
     found = detector.detect(images)         # uint8 (N, H, W, 3) -> bool (N,)
     probs = detector.scores(images)         # float64 (N,): the face probability that detect() thresholds
     detector.describe()                     # {"name": "anime", "threshold": ..., "weights_sha256": ..., ...}
+    detector.unseen_faces                   # indices of the clean faces it never trained on (None: unknown)
 
 It answers one question per image: does the whole frame hold an anime face, framed as the course's faces are?
 Every image, whatever its size, is resized to O-Net's 48x48 input (antialiased bilinear, the same function the
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 INPUT_SIZE = 48  # O-Net's input side; its dense layer is sized for it
 WEIGHTS_FILE = "detector.pt"
 META_FILE = "meta.json"
+HOLDOUT_FILE = "holdout.npy"  # indices into faces.npy of the held-out faces
 
 
 class FaceClassifier(nn.Module):
@@ -103,11 +105,19 @@ class AnimeDetector:
 
     name = "anime"
 
-    def __init__(self, model: FaceClassifier, threshold: float, weights_sha256: str, meta: dict[str, Any]):
+    def __init__(
+        self,
+        model: FaceClassifier,
+        threshold: float,
+        weights_sha256: str,
+        meta: dict[str, Any],
+        unseen_faces: np.ndarray | None = None,
+    ):
         self.model = model.eval()
         self.threshold = float(threshold)
         self.weights_sha256 = weights_sha256
         self.meta = meta
+        self.unseen_faces = unseen_faces
 
     def scores(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         out = [
@@ -159,10 +169,12 @@ def load_detector_from(folder: Path, device: torch.device | None = None) -> Anim
         threshold = float(meta["threshold"])
         model = FaceClassifier(pretrained=False)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        holdout = folder / HOLDOUT_FILE
+        unseen = np.load(holdout, allow_pickle=False).astype(np.int64) if holdout.is_file() else None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(
             f"anime detector in {folder}/ is unreadable ({type(e).__name__}): rerun the detector stage"
         ) from None
     model.to(device or pick_device())
-    return AnimeDetector(model, threshold, sha256_file(weights), meta)
+    return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen)
 

@@ -29,6 +29,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.afd import Detector, detection_rate
+from pipeline.errors import UserError
 from pipeline.fid import fid_of_features
 from pipeline.fid_reference import Reference
 from pipeline.inception import Backbone, extract_features
@@ -46,11 +47,22 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(arr.mean()), "std": std, "draws": [float(v) for v in arr]}
 
 
-def real_subset(faces: np.ndarray, count: int) -> np.ndarray:
-    """`count` clean faces spread evenly over the array (all when count >= len), for afd_real."""
-    if count >= len(faces):
-        return np.asarray(faces)
-    return np.asarray(faces[np.linspace(0, len(faces) - 1, count).round().astype(int)])
+def real_subset(faces: np.ndarray, count: int, among: np.ndarray | None = None) -> np.ndarray:
+    """`count` clean faces spread evenly over the array, or over the indices `among` (all when count >= len),
+    for afd_real. A trained detector passes the faces it never saw: its rate on training faces flatters it."""
+    if among is None:
+        if count >= len(faces):
+            return np.asarray(faces)
+        among = np.arange(len(faces))
+    elif len(among) and (among.min() < 0 or among.max() >= len(faces)):
+        raise UserError(
+            f"the detector's held-out face indices go up to {among.max()} but there are {len(faces)} clean faces: "
+            "the clean data changed since the detector was trained; rerun the detector stage"
+        )
+    among = np.sort(among)
+    if count < len(among):
+        among = among[np.linspace(0, len(among) - 1, count).round().astype(int)]
+    return np.asarray(faces[among])
 
 
 def score_draws(

@@ -4,8 +4,9 @@ Usage:
     animegan detector [--set detector.epochs=5]      # or: dvc repro detector
 
 Reads <paths.clean>/faces.npy. Writes <paths.detector>/ (detector.pt, meta.json, holdout.npy: the held-out face
-indices) as one folder swapped into place, then <paths.metrics>/detector.json (held-out recall, false-positive
-rate per negative kind, threshold, training time) for `dvc metrics diff`.
+indices, from which evaluate draws the real faces for afd_real) as one folder swapped into place, then
+<paths.metrics>/detector.json (held-out recall, false-positive rate per negative kind, threshold, training time)
+for `dvc metrics diff`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.anime_detector import pick_device, save_detector
+from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
 from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
 from pipeline.config import Params
 from pipeline.detector_training import fit_detector
@@ -33,7 +34,7 @@ def run(params: Params) -> None:
     folder = temp_dir_beside(target)
     try:
         digest = save_detector(folder, result.model, result.meta)
-        np.save(folder / "holdout.npy", result.split.holdout)
+        np.save(folder / HOLDOUT_FILE, result.split.holdout)
         replace_dir(folder, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -10,7 +10,8 @@ Draw 0 is the submitted samples read back from paths.samples; draws d >= 1 come 
 that depend only on (sample.seed, d, i), through the same JPEG encode/decode at sample.jpeg_quality, so every draw
 is scored as the course would score its files. All draws are scored against the cached FID reference (checked
 against the clean data's hash and the weights' hash), KID against the reference's feature pool, AFD with
-eval.afd.detector, which also scores eval.afd.real_count real clean faces for afd_real and afd_rel.
+eval.afd.detector, which also scores eval.afd.real_count real clean faces for afd_real and afd_rel (for the
+trained `anime` detector, only faces it never trained on: afd_real_from says which).
 
 `--images DIR` scores one folder not made by the pipeline (one draw): unreadable files are listed in a warning and
 counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON goes to --out, by default
@@ -111,7 +112,7 @@ def _context(params: Params) -> dict[str, Any]:
     reference = load_reference(folder)
     check_reference(reference, data_sha256, backbone, folder)
     detector = get_detector(params.eval.afd.detector, params)
-    real = real_subset(faces, params.eval.afd.real_count)
+    real = real_subset(faces, params.eval.afd.real_count, among=getattr(detector, "unseen_faces", None))
     return {
         "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector, "real": real,
     }  # fmt: skip
@@ -134,6 +135,7 @@ def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
         "kid_subset_size": kid.subset_size,
         "kid_seed": kid.seed,
         "afd_real_count": len(ctx["real"]),
+        "afd_real_from": "detector holdout" if getattr(ctx["detector"], "unseen_faces", None) is not None else "all",
     }
 
 

@@ -15,6 +15,8 @@ import torch
 
 from pipeline.cartoon import cartoon_faces
 from pipeline.config import load_params
+from pipeline.errors import UserError
+from pipeline.evaluation import real_subset
 from pipeline.models import Generator, generator_config, save_generator
 from stages import detector, evaluate, fid_reference, sample
 
@@ -70,4 +72,18 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     assert described["weights_sha256"] == trained["weights_sha256"]
     assert described["threshold"] == pytest.approx(trained["threshold"], abs=1e-6)
     assert m["afd_real"] >= 0.8  # real faces are found
+    # ... among the 40 held-out faces only: its rate on faces it trained on would flatter it
+    holdout = np.load(tmp_path / "detector" / "holdout.npy")
+    assert len(holdout) == 40 and m["provenance"]["afd_real_from"] == "detector holdout"
+    assert m["provenance"]["afd_real_count"] == 20
     assert m["afd"]["mean"] == 0.0  # an untrained generator's noise is not a face
+
+
+def test_afd_real_faces_come_only_from_the_given_indices() -> None:
+    faces = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
+    unseen = np.array([3, 50, 7, 99, 20])
+    assert real_subset(faces, 3, among=unseen).ravel().tolist() == [3, 20, 99]
+    assert real_subset(faces, 10, among=unseen).ravel().tolist() == [3, 7, 20, 50, 99]
+    assert real_subset(faces, 4).ravel().tolist() == [0, 33, 66, 99]
+    with pytest.raises(UserError, match="held-out face indices go up to 120 but there are 100 clean faces"):
+        real_subset(faces, 3, among=np.array([1, 120]))
