@@ -10,6 +10,10 @@ Each run is the workspace (rev None), a git revision or a DVC experiment name (s
 test is Welch's two-sided t-test (unequal variances) on the per-draw values that evaluate stores in
 eval.json. It measures only the noise of drawing new samples from the same trained generator, not the noise of
 training again with another seed, and the p-values are not corrected for the number of comparisons.
+
+A group "a+b+c" pools runs of one setup trained with different seeds (`animegan exp NAME --seed S`): its value per
+metric is the mean over its runs of each run's mean, and two groups are tested on those per-run means, so the
+verdict covers retraining noise too. A group is only tested against another group.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from warnings import catch_warnings, simplefilter
 
 from scipy import stats
 
@@ -44,6 +49,7 @@ COMPARABILITY_KEYS = (
 )
 
 TEST_NAME = "Welch's two-sided t-test (unequal variances) on the per-draw values"
+GROUP_TEST_NAME = "between groups (a+b+...), on the per-run means, so retraining noise is covered too"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class RunMetrics:
     label: str
     eval: dict[str, Any]
     spreads: dict[str, Spread | None]
+    runs: int = 1  # > 1: a seed group, whose Spread.draws are its runs' means
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -105,11 +112,41 @@ def compare_runs(root: str | Path, revs: list[str | None], eval_path: str, alpha
     """Load eval.json at each rev (None: the workspace) and test every pair of runs on every metric."""
     if not 0 < alpha < 1:
         raise UserError(f"alpha must be between 0 and 1 (got {alpha})")
-    runs = [load_run_metrics(open_run(root, rev), eval_path) for rev in (revs or [None])]
-    labels = [r.label for r in runs]
+    runs, warnings = [], []
+    for rev in revs or [None]:
+        parts = rev.split("+") if rev else [rev]
+        if len(parts) > 1 and not all(parts):
+            raise UserError(f"{rev!r}: a seed group is runs joined by '+', e.g. wgan-seed1+wgan-seed2")
+        members = [load_run_metrics(open_run(root, part), eval_path) for part in parts]
+        if len(members) == 1:
+            runs.append(members[0])
+        else:
+            group, differs = pool_group(members)
+            runs.append(group)
+            warnings += differs
+    labels = [m for r in runs for m in r.label.split("+")]
     if len(set(labels)) != len(labels):
         raise UserError(f"the same run is named twice: {', '.join(labels)}")
-    return compare_metrics(runs, alpha)
+    result = compare_metrics(runs, alpha)
+    result.warnings[:0] = warnings
+    return result
+
+
+def pool_group(members: list[RunMetrics]) -> tuple[RunMetrics, list[str]]:
+    """One RunMetrics for runs of one setup (other seeds): per metric, the spread of the runs' means."""
+    spreads: dict[str, Spread | None] = {}
+    for key, _, _ in METRICS:
+        found = [m.spreads.get(key) for m in members]
+        means = tuple(s.mean for s in found if s is not None)
+        if len(means) < len(members):
+            spreads[key] = None
+            continue
+        mean = sum(means) / len(means)
+        std = math.sqrt(sum((v - mean) ** 2 for v in means) / (len(means) - 1))
+        spreads[key] = Spread(mean, std, means)
+    label = "+".join(m.label for m in members)
+    warnings = [w for m in members[1:] for w in provenance_warnings(members[0], m)]
+    return RunMetrics(label, {"provenance": members[0].provenance}, spreads, runs=len(members)), warnings
 
 
 def compare_metrics(runs: list[RunMetrics], alpha: float) -> Comparison:
@@ -128,12 +165,16 @@ def welch_test(a: RunMetrics, b: RunMetrics, key: str, name: str, lower_better: 
     if sa is None or sb is None:
         return PairTest(a.label, b.label, name, None, None, "missing in one run", False)
     diff = sb.mean - sa.mean
+    if (a.runs > 1) != (b.runs > 1):
+        return PairTest(a.label, b.label, name, diff, None, "a seed group is tested only against a group", False)
     if len(sa.draws) < 2 or len(sb.draws) < 2:
         return PairTest(a.label, b.label, name, diff, None, "needs at least 2 draws per run", False)
     if _constant(sa.draws) and _constant(sb.draws):
         # No spread was measured in either run, so noise cannot be estimated: say so rather than claim p = 0.
         return PairTest(a.label, b.label, name, diff, None, "no draw-to-draw spread in either run", False)
-    p = float(stats.ttest_ind(sb.draws, sa.draws, equal_var=False).pvalue)
+    with catch_warnings():  # one side with (nearly) no spread is fine for Welch; scipy warns anyway
+        simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(sb.draws, sa.draws, equal_var=False).pvalue)
     if math.isnan(p):
         return PairTest(a.label, b.label, name, diff, None, "test undefined for these draws", False)
     if p >= alpha:
@@ -165,7 +206,8 @@ def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]
     summary = []
     for run in result.runs:
         draws = max((len(s.draws) for s in run.spreads.values() if s is not None), default=0)
-        summary.append([run.label, *(format_spread(run.spreads[key]) for key, _, _ in METRICS), str(draws)])
+        count = f"{run.runs} runs" if run.runs > 1 else str(draws)
+        summary.append([run.label, *(format_spread(run.spreads[key]) for key, _, _ in METRICS), count])
     tests = []
     for t in result.tests:
         verdict = f"**{t.verdict}**" if t.significant else t.verdict
@@ -177,16 +219,21 @@ def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]
 
 
 def significance_note(result: Comparison) -> str:
-    return (
+    note = (
         f"Significance: {TEST_NAME}; significant when p < {result.alpha:g}. It covers sampling noise only "
         "(not retraining with another seed) and is not corrected for multiple comparisons."
     )
+    if any(r.runs > 1 for r in result.runs):
+        note += f" Seed groups: the same test {GROUP_TEST_NAME}."
+    return note
 
 
 def format_comparison(result: Comparison) -> str:
     """Markdown tables (they read as plain text in a terminal too)."""
     summary, tests = comparison_rows(result)
-    lines = [markdown_table(SUMMARY_HEADERS, summary), "", NOTE]
+    grouped = any(r.runs > 1 for r in result.runs)
+    note = NOTE + (" A seed group's mean ± std is over its runs' means." if grouped else "")
+    lines = [markdown_table(SUMMARY_HEADERS, summary), "", note]
     if tests:
         lines += ["", significance_note(result), "", markdown_table(TEST_HEADERS, tests)]
     return "\n".join(lines) + "\n"
@@ -208,7 +255,8 @@ def format_spread(s: Spread | None) -> str:
 
 
 def _constant(values: tuple[float, ...]) -> bool:
-    return max(values) - min(values) == 0
+    # relative: means of equal draws summed in another order differ in the last bit
+    return max(values) - min(values) <= 1e-12 * max(1.0, *(abs(v) for v in values))
 
 
 def _short(value: Any) -> str:

@@ -193,6 +193,9 @@ def exp(
     set_: SetOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the dvc command only")] = False,
     list_: Annotated[bool, typer.Option("--list", help="list the presets and their settings")] = False,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="train with this train.seed, as experiment NAME-seedSEED")
+    ] = None,
 ) -> None:
     """Run one of the course's experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
     from stages import experiments
@@ -205,7 +208,7 @@ def exp(
 
     def go() -> None:
         nonlocal code
-        code = experiments.run_experiment(name, set_ or [], dry_run)
+        code = experiments.run_experiment(name, set_ or [], dry_run, seed)
 
     run_guarded(go)
     raise typer.Exit(code)

@@ -15,6 +15,7 @@ from pipeline.compare import (
     compare_metrics,
     compare_runs,
     format_comparison,
+    pool_group,
     welch_test,
 )
 from pipeline.errors import UserError
@@ -105,3 +106,31 @@ def test_incomparable_pairs_are_marked_in_the_table(exp_repo: Path) -> None:
     result = compare_runs(exp_repo, ["same", "otherdata"], "metrics/eval.json", alpha=0.05)
     assert all(not t.comparable for t in result.tests)
     assert "(provenance differs: not comparable)" in format_comparison(result)
+
+
+def test_seed_groups_test_the_per_run_means_so_retraining_noise_counts() -> None:
+    # tight draws, but each retraining lands somewhere else: one pair of runs looks significant, the groups do not
+    a_runs = [_run(f"a-seed{i}", fid=[m - 0.5, m, m + 0.5]) for i, m in enumerate((50.0, 60.0, 40.0))]
+    b_runs = [_run(f"b-seed{i}", fid=[m - 0.5, m, m + 0.5]) for i, m in enumerate((55.0, 45.0, 65.0))]
+    assert welch_test(a_runs[0], b_runs[0], "fid", "FID", True, 0.05).verdict == "a-seed0 better"
+    a, warnings = pool_group(a_runs)
+    b, _ = pool_group(b_runs)
+    assert warnings == [] and a.label == "a-seed0+a-seed1+a-seed2" and a.runs == 3
+    assert a.spreads["fid"] == Spread(50.0, 10.0, (50.0, 60.0, 40.0)) and a.spreads["kid"] is None
+    t = welch_test(a, b, "fid", "FID", True, 0.05)
+    assert t.verdict == "within draw noise" and t.p == pytest.approx(0.6, abs=0.05) and t.diff == 5.0
+    assert welch_test(a, a_runs[0], "fid", "FID", True, 0.05).verdict == "a seed group is tested only against a group"
+    text = format_comparison(compare_metrics([a, b], 0.05))
+    assert "| a-seed0+a-seed1+a-seed2 | 50 ± 10 | n/a | n/a | 3 runs |" in text
+    assert "on the per-run means, so retraining noise is covered too" in text
+
+
+def test_seed_groups_from_real_experiments_warn_about_a_member_with_other_provenance(exp_repo: Path) -> None:
+    result = compare_runs(exp_repo, ["main+same", "better+otherdata"], "metrics/eval.json", alpha=0.05)
+    assert [r.label for r in result.runs] == ["main+same", "better+otherdata"]
+    assert result.runs[0].spreads["fid"].draws == pytest.approx((100.0, 100.0))
+    assert result.warnings[0].startswith("better vs otherdata: provenance dataset_sha256 differs")
+    with pytest.raises(UserError, match="the same run is named twice"):
+        compare_runs(exp_repo, ["main+same", "same+better"], "metrics/eval.json", alpha=0.05)
+    with pytest.raises(UserError, match="a seed group is runs joined by"):
+        compare_runs(exp_repo, ["main+"], "metrics/eval.json", alpha=0.05)

@@ -34,3 +34,11 @@ def test_cli_dry_run_prints_the_command_and_unknown_names_exit_2():
     assert "dvc exp run -n wgan-gp -S train.loss=wgan-gp" in done.output and "-S train.epochs=3" in done.output
     done = runner.invoke(app, ["exp", "nope"])
     assert done.exit_code == 2 and "unknown experiment 'nope'" in done.output
+
+
+def test_seed_names_the_experiment_and_the_next_preset_puts_the_course_seed_back():
+    seeded = dvc_command("wgan-gp", seed=3)
+    assert seeded[3:5] == ["-n", "wgan-gp-seed3"] and "train.seed=3" in seeded
+    assert "train.seed=2022" in dvc_command("baseline")
+    done = CliRunner().invoke(app, ["exp", "baseline", "--seed", "7", "--dry-run"])
+    assert done.exit_code == 0 and "dvc exp run -n baseline-seed7 " in done.output and "train.seed=7" in done.output
