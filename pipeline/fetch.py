@@ -46,18 +46,32 @@ class Fetched:
 
 @contextlib.contextmanager
 def fetched(url: str, beside: Path, timeout_s: float) -> Iterator[Fetched]:
-    """Copy `url` to a temporary file next to `beside`; yield it with its sha256; always delete it afterwards."""
+    """Copy `url` to a temporary file next to `beside`; yield it with its sha256; always delete it afterwards.
+    Folders made for it are removed again (when still empty) if anything fails."""
     beside = Path(beside)
+    made = [d for d in (beside.parent, *beside.parent.parents) if not d.exists()]  # deepest first
     beside.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".download.tmp", dir=beside.parent)
     tmp = Path(name)
+    succeeded = False
     try:
         with os.fdopen(fd, "wb") as out:
             digest, size = _copy(url, out, timeout_s)
         log.info("fetched %s: %d bytes, sha256 %s", url, size, digest)
         yield Fetched(path=tmp, sha256=digest, bytes=size)
+        succeeded = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not succeeded:
+            _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): leave it and everything above it
+            return
 
 
 def _copy(url: str, out: BinaryIO, timeout_s: float) -> tuple[str, int]:

@@ -213,6 +213,13 @@ def test_failures_leave_raw_untouched(
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "data" / "evil.jpg").exists()
 
 
+def test_failed_first_download_leaves_no_folder_behind(http_server, stage_params, tmp_path) -> None:
+    params = stage_params(url=http_server.base + "/missing.zip")
+    with pytest.raises(UserError, match="HTTP 404"):
+        download.run(params)
+    assert not (tmp_path / "data").exists()
+
+
 def test_foreign_raw_folder_is_never_overwritten(http_server, faces_zip, stage_params, snapshot) -> None:
     params = stage_params(url=http_server.serve("/faces.zip", faces_zip("faces.zip")))
     (raw_dir(params) / "faces").mkdir(parents=True)
