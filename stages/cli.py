@@ -145,7 +145,13 @@ RevsArg = Annotated[
 
 @app.command("compare")
 def compare(
-    revs: RevsArg = None,
+    revs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="git revisions or DVC experiment names (`dvc exp show`); a+b+c pools runs of one setup trained "
+            "with other seeds into a group; none: the workspace"
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
     alpha: Annotated[float, typer.Option(help="significance level of the pairwise tests")] = 0.05,
