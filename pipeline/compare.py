@@ -178,7 +178,8 @@ def welch_test(a: RunMetrics, b: RunMetrics, key: str, name: str, lower_better: 
     if math.isnan(p):
         return PairTest(a.label, b.label, name, diff, None, "test undefined for these draws", False)
     if p >= alpha:
-        return PairTest(a.label, b.label, name, diff, p, "within draw noise", False)
+        noise = "seed-to-seed noise" if a.runs > 1 else "draw noise"
+        return PairTest(a.label, b.label, name, diff, p, f"within {noise}", False)
     better = b.label if (diff < 0) == lower_better else a.label
     return PairTest(a.label, b.label, name, diff, p, f"{better} better", True)
 

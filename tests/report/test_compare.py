@@ -118,7 +118,7 @@ def test_seed_groups_test_the_per_run_means_so_retraining_noise_counts() -> None
     assert warnings == [] and a.label == "a-seed0+a-seed1+a-seed2" and a.runs == 3
     assert a.spreads["fid"] == Spread(50.0, 10.0, (50.0, 60.0, 40.0)) and a.spreads["kid"] is None
     t = welch_test(a, b, "fid", "FID", True, 0.05)
-    assert t.verdict == "within draw noise" and t.p == pytest.approx(0.6, abs=0.05) and t.diff == 5.0
+    assert t.verdict == "within seed-to-seed noise" and t.p == pytest.approx(0.6, abs=0.05) and t.diff == 5.0
     assert welch_test(a, a_runs[0], "fid", "FID", True, 0.05).verdict == "a seed group is tested only against a group"
     text = format_comparison(compare_metrics([a, b], 0.05))
     assert "| a-seed0+a-seed1+a-seed2 | 50 ± 10 | n/a | n/a | 3 runs |" in text
