@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 LAYOUTS = ("faces/faces/", "faces/")  # longest first: the nested layout also starts with faces/
 IGNORED_PREFIXES = ("__MACOSX/",)  # resource forks that macOS's zip tool adds; never images
@@ -120,4 +120,4 @@ def _write_all(zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], layout: str, o
 
 
 def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    return one_line(e) or type(e).__name__

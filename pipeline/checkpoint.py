@@ -24,7 +24,7 @@ import torch
 
 from pipeline.atomic import atomic_path
 from pipeline.config import TrainParams
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 FORMAT = 1
 SIGNATURE_KEYS = (
@@ -60,7 +60,7 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(
-            f"{path}: unreadable checkpoint ({' '.join(str(e).split())[:160]}); delete it to start over"
+            f"{path}: unreadable checkpoint ({one_line(e, 160)}); delete it to start over"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a checkpoint of this version (format {FORMAT}); delete it to start over")

@@ -44,7 +44,7 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError, features
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 from pipeline.npy_stream import NpyRowWriter
 from pipeline.progress import progress
 
@@ -141,11 +141,11 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
     except Dropped:
         raise
     except Image.DecompressionBombError as e:
-        raise Dropped("too_large", _one_line(e)) from None
+        raise Dropped("too_large", one_line(e)) from None
     except UnidentifiedImageError:
         raise Dropped("not_image") from None
     except Exception as e:  # noqa: BLE001 - damaged files make Pillow's decoders raise many types
-        raise Dropped("corrupt", f"{type(e).__name__}: {_one_line(e)}") from None
+        raise Dropped("corrupt", f"{type(e).__name__}: {one_line(e)}") from None
     digest = hashlib.sha256(f"{w}x{h}:".encode() + rgb.tobytes()).digest()
     square = centre_square(rgb)
     if square.size != (image_size, image_size):
@@ -173,7 +173,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
             return Image.alpha_composite(white, rgba).convert("RGB")
         return im.convert("RGB")
     except ValueError as e:
-        raise Dropped("unsupported_mode", f"{im.mode}: {_one_line(e)}") from None
+        raise Dropped("unsupported_mode", f"{im.mode}: {one_line(e)}") from None
 
 
 def has_alpha(mode: str, info: dict[str, Any]) -> bool:
@@ -253,7 +253,7 @@ def read_source_info(raw_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         log.warning("%s not found: the source archive's hash is recorded as null", path)
     except (OSError, ValueError) as e:
-        log.warning("%s unreadable (%s): the source archive's hash is recorded as null", path, _one_line(e))
+        log.warning("%s unreadable (%s): the source archive's hash is recorded as null", path, one_line(e))
     if not isinstance(info, dict):
         info = {}
     return {key: info.get(key) for key in ("url", "sha256", "bytes", "pinned")}
@@ -294,6 +294,3 @@ def _summary(dropped: dict[str, int]) -> str:
     parts = [f"{n} {r}" for r, n in dropped.items() if n]
     return "dropped " + ", ".join(parts) if parts else "none dropped"
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -157,7 +157,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({_one_line(e)})") from None
+        raise UserError(f"{path}: not valid YAML ({one_line(e)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of sections at the top level")
     for item in overrides:
@@ -202,6 +202,3 @@ def to_dict(params: Params) -> dict[str, Any]:
     """Plain-Python view, for YAML/JSON output and provenance."""
     return params.model_dump(mode="json")
 
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
@@ -141,4 +141,4 @@ def _stream(src: BinaryIO, out: BinaryIO, total: int | None, url: str) -> tuple[
 
 def _reason(e: object) -> str:
     text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return " ".join(str(text).split())
+    return one_line(text)

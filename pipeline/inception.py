@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 from pipeline.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ def load_backbone(
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        reason = " ".join(str(e).split())[:200]
-        raise UserError(f"eval.fid.weights: not an FID Inception state dict ({reason})") from None
+        raise UserError(f"eval.fid.weights: not an FID Inception state dict ({one_line(e, 200)})") from None
     model = PoolFeatures(_fold_batchnorm(net.eval())).eval().to(dev).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -172,7 +171,7 @@ def _download(url: str, target: Path, sha256: str, timeout_s: float) -> None:
     except UserError as e:
         if "expected" in str(e) and "sha256" in str(e):
             raise
-        raise UserError(f"Inception weights unavailable: {' '.join(str(e).split())}; {hint}") from None
+        raise UserError(f"Inception weights unavailable: {one_line(e)}; {hint}") from None
     log.info("cached Inception weights at %s", target)
 
 
@@ -190,7 +189,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
-        raise UserError(f"eval.fid.weights: cannot read {path} ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"eval.fid.weights: cannot read {path} ({one_line(e, 200)})") from None
     if not isinstance(state, dict):
         raise UserError(f"eval.fid.weights: {path} is not a state dict")
     return state

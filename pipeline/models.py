@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 MODELS = ("dcgan",)
 SIZES = (16, 32, 64)
@@ -161,12 +161,12 @@ def load_generator(path: Path, map_location: str | torch.device = "cpu") -> Gene
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise UserError(f"{path}: not a generator file ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{path}: not a generator file ({one_line(e, 200)})") from None
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise UserError(f"{path}: not a generator file (expected keys 'config' and 'state_dict')")
     generator = build_generator(payload["config"])
     try:
         generator.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise UserError(f"{path}: weights do not match its config ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{path}: weights do not match its config ({one_line(e, 200)})") from None
     return generator.to(map_location).eval()

@@ -23,7 +23,7 @@ import typer
 import yaml
 
 from pipeline.config import Params, load_params, to_dict
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -54,7 +54,7 @@ def run_guarded(fn: Callable[[], object]) -> None:
     try:
         fn()
     except UserError as e:
-        raise fail(" ".join(str(e).split())) from None
+        raise fail(one_line(e)) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import Params, validate
-from pipeline.errors import UserError
+from pipeline.errors import UserError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PARAMS = Path(__file__).with_name("demo_params.yaml")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         params = run_demo(args.workspace.resolve())
         print_summary(args.workspace.resolve(), params, time.monotonic() - started)
     except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as e:
         print(f"error: `{' '.join(map(str, e.cmd))}` failed with exit code {e.returncode}", file=sys.stderr)
