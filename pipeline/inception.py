@@ -107,8 +107,7 @@ def load_backbone(
         state = _untrained_state(calibration_seed)
         name, digest = UNTRAINED, UNTRAINED
     else:
-        path = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
-        digest = sha256_file(path)
+        path, digest = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
         state = _read_state(path)
         name = "pytorch-fid"
     net = build_fid_inception()
@@ -136,48 +135,47 @@ def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) ->
     return out
 
 
-def _weights_file(weights: str, sha256: str, cache_dir: Path, timeout_s: float) -> Path:
+def _weights_file(weights: str, sha256: str, cache_dir: Path, timeout_s: float) -> tuple[Path, str]:
+    """The weights file for eval.fid.weights, checked, and its sha256 (each file is hashed once)."""
     scheme = urlsplit(weights).scheme.lower()
     if scheme in ("http", "https", "file"):
         name = Path(unquote(urlsplit(weights).path)).name or "inception_weights.pth"
         target = cache_dir / name
+        expected = sha256 or _name_prefix(name)
         if target.is_file():
-            if _matches(target, sha256, name):
-                return target
+            digest = sha256_file(target)
+            if digest.startswith(expected):  # an empty `expected` trusts the cached file
+                return target, digest
             log.warning("cached %s does not match its expected sha256; downloading it again", target)
-        _download(weights, target, sha256, timeout_s)
-        return target
+        return target, _download(weights, target, expected, timeout_s)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(f"eval.fid.weights: no such file {path} (give a URL, a local .pth file or 'untrained')")
-    if sha256 and sha256_file(path) != sha256:
+    digest = sha256_file(path)
+    if sha256 and digest != sha256:
         raise UserError(f"eval.fid.weights: {path} does not match eval.fid.sha256 ({sha256[:12]}...)")
-    return path
+    return path, digest
 
 
-def _download(url: str, target: Path, sha256: str, timeout_s: float) -> None:
+def _download(url: str, target: Path, expected: str, timeout_s: float) -> str:
+    """Fetch `url` into `target` when its sha256 starts with `expected` (empty: any); return the sha256."""
     from pipeline.fetch import fetched
 
     hint = f"put the weights file at {target} (or set eval.fid.weights to a local path, or to 'untrained' for a demo)"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with fetched(url, beside=target, timeout_s=timeout_s) as f:
-            expected = sha256 or _name_prefix(target.name)
-            if expected and not f.sha256.startswith(expected):
-                raise UserError(f"Inception weights from {url} have sha256 {f.sha256[:16]}..., expected {expected}")
-            if not expected:
-                log.warning("%s has no hash to check (set eval.fid.sha256); recording %s", url, f.sha256)
-            os.replace(f.path, target)  # same folder: atomic; the cache never holds a partial file
+            digest = f.sha256
+            if digest.startswith(expected):
+                os.replace(f.path, target)  # same folder: atomic; the cache never holds a partial file
     except UserError as e:
-        if "expected" in str(e) and "sha256" in str(e):
-            raise
         raise UserError(f"Inception weights unavailable: {one_line(e)}; {hint}") from None
+    if not digest.startswith(expected):
+        raise UserError(f"Inception weights from {url} have sha256 {digest[:16]}..., expected {expected}")
+    if not expected:
+        log.warning("%s has no hash to check (set eval.fid.sha256); recording %s", url, digest)
     log.info("cached Inception weights at %s", target)
-
-
-def _matches(path: Path, sha256: str, name: str) -> bool:
-    expected = sha256 or _name_prefix(name)
-    return not expected or sha256_file(path).startswith(expected)
+    return digest
 
 
 def _name_prefix(name: str) -> str:
