@@ -98,6 +98,16 @@ class CleanResult:
     alpha_flattened: int = 0
 
 
+def clean_faces_file(clean_dir: str | Path) -> Path:
+    """<clean_dir>/faces.npy, which every stage after clean reads; a one-line UserError while it is missing."""
+    path = Path(clean_dir) / FACES_FILE
+    if not path.is_file():
+        raise UserError(
+            f"clean faces not found: {path} (run the clean stage first: `animegan clean` or `dvc repro clean`)"
+        )
+    return path
+
+
 def numeric_order_key(name: str) -> tuple[int, int, str]:
     stem = Path(name).stem
     if stem.isdigit():

@@ -18,16 +18,13 @@ import numpy as np
 
 from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
 from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.detector_training import fit_detector
-from pipeline.errors import UserError
 
 
 def run(params: Params) -> None:
-    faces_path = Path(params.paths.clean) / "faces.npy"
-    if not faces_path.is_file():
-        raise UserError(f"{faces_path} not found: run the clean stage first (`animegan clean`)")
-    faces = np.load(faces_path, mmap_mode="r")
+    faces = np.load(clean_faces_file(params.paths.clean), mmap_mode="r")
     result = fit_detector(faces, params.detector, device=pick_device())
 
     target = Path(params.paths.detector)

@@ -29,13 +29,14 @@ import numpy as np
 
 from pipeline.afd import get_detector
 from pipeline.atomic import atomic_write_json
+from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
 from pipeline.fid_reference import array_sha256, check_reference, load_reference
 from pipeline.models import load_generator
 from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
-from stages.fid_reference import backbone_for, clean_faces_path
+from stages.fid_reference import backbone_for
 from stages.sample import GENERATOR_FILE
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _context(params: Params) -> dict[str, Any]:
-    faces_path = clean_faces_path(params)
+    faces_path = clean_faces_file(params.paths.clean)
     faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)
     backbone = backbone_for(params)

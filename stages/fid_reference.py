@@ -17,20 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clean import FACES_FILE
+from pipeline.clean import clean_faces_file
 from pipeline.config import Params
-from pipeline.errors import UserError
 from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
 from pipeline.inception import load_backbone
 
 log = logging.getLogger(__name__)
-
-
-def clean_faces_path(params: Params) -> Path:
-    path = Path(params.paths.clean) / FACES_FILE
-    if not path.is_file():
-        raise UserError(f"clean faces not found: {path} (run `animegan clean` or `dvc repro clean` first)")
-    return path
 
 
 def backbone_for(params: Params):
@@ -40,7 +32,7 @@ def backbone_for(params: Params):
 
 def run(params: Params) -> None:
     fid, kid = params.eval.fid, params.eval.kid
-    faces_path = clean_faces_path(params)
+    faces_path = clean_faces_file(params.paths.clean)
     faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)
     backbone = backbone_for(params)

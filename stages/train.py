@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_write_json
-from pipeline.clean import FACES_FILE
+from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.errors import UserError
 
@@ -40,7 +40,7 @@ def run(params: Params) -> None:
     from pipeline.training import TrainPaths, train_gan
 
     paths = params.paths
-    faces = load_faces(Path(paths.clean) / FACES_FILE, params.data.image_size)
+    faces = load_faces(clean_faces_file(paths.clean), params.data.image_size)
     models = Path(paths.models)
     dist_info = init_distributed()
     try:
@@ -58,8 +58,6 @@ def run(params: Params) -> None:
 
 
 def load_faces(path: Path, image_size: int) -> np.ndarray:
-    if not path.is_file():
-        raise UserError(f"{path} not found: run the clean stage first (animegan clean)")
     faces = np.load(path)
     if faces.ndim != 4 or faces.shape[1:] != (image_size, image_size, 3) or faces.dtype != np.uint8:
         raise UserError(
