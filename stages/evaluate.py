@@ -113,9 +113,11 @@ def _context(params: Params) -> dict[str, Any]:
     reference = load_reference(folder)
     check_reference(reference, data_sha256, backbone, folder)
     detector = get_detector(params.eval.afd.detector, params)
-    real = real_subset(faces, params.eval.afd.real_count, among=getattr(detector, "unseen_faces", None))
+    unseen = getattr(detector, "unseen_faces", None)  # only a trained detector has faces it never saw
     return {
-        "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector, "real": real,
+        "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector,
+        "real": real_subset(faces, params.eval.afd.real_count, among=unseen),
+        "real_from": "all" if unseen is None else "detector holdout",
     }  # fmt: skip
 
 
@@ -136,7 +138,7 @@ def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
         "kid_subset_size": kid.subset_size,
         "kid_seed": kid.seed,
         "afd_real_count": len(ctx["real"]),
-        "afd_real_from": "detector holdout" if getattr(ctx["detector"], "unseen_faces", None) is not None else "all",
+        "afd_real_from": ctx["real_from"],
     }
 
 
