@@ -1,0 +1,68 @@
+"""The speed options a GPU run takes (train.bf16, channels_last, fused_adam, compile), run on CPU with `always`.
+
+Each trains a few steps with finite losses and leaves evidence that its path ran. bf16 autocast, channels_last and
+fused Adam are deterministic on CPU, so 2 steps + resume + 2 steps equals 4 steps bit for bit with each on.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import assert_same_tensors, load_state, tiny_params
+
+from pipeline.distributed import init_distributed
+from pipeline.training import TrainPaths, train_gan
+
+STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "rng")
+
+
+def run(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
+    params = tiny_params(root, *overrides)
+    models = Path(params.paths.models)
+    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
+    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
+
+
+def checkpoint(root: Path) -> dict:
+    return load_state(root / "models" / "checkpoint.pt")
+
+
+def conv_weights(state: dict) -> list[torch.Tensor]:
+    return [t for t in state.values() if t.ndim == 4]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> dict:
+    """The default run on CPU: every option set to `cuda` (or `never`), so none is on."""
+    from train_helpers import tiny_faces
+
+    root = tmp_path_factory.mktemp("plain")
+    run(root, tiny_faces())
+    return checkpoint(root)
+
+
+def test_by_default_no_option_is_on_for_cpu(plain):
+    assert not plain["opt_g"]["param_groups"][0]["fused"]
+    assert all(w.is_contiguous() for w in conv_weights(plain["G"]) + conv_weights(plain["D"]))
+
+
+@pytest.mark.parametrize("option", ["bf16", "channels_last", "fused_adam"])
+def test_option_runs_on_cpu_and_resumes_bit_for_bit(tmp_path, faces, plain, option):
+    on = f"train.{option}=always"
+    summary = run(tmp_path / "straight", faces, on)
+    assert summary["steps"] == 4 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    run(tmp_path / "resumed", faces, on, "train.max_steps=2")
+    assert run(tmp_path / "resumed", faces, on)["resumed_from_step"] == 2
+    straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
+    for key in STATE_KEYS:
+        assert_same_tensors(straight[key], resumed[key], key)
+
+    # evidence that the option's path ran, not the default one
+    if option == "bf16":  # bf16 rounding moves every weight away from the fp32 run's
+        assert not torch.equal(straight["G"]["l3.0.weight"], plain["G"]["l3.0.weight"])
+    elif option == "channels_last":
+        weights = conv_weights(straight["G"]) + conv_weights(straight["D"]) + conv_weights(straight["G_ema"])
+        assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
+    else:
+        assert straight["opt_g"]["param_groups"][0]["fused"] and straight["opt_d"]["param_groups"][0]["fused"]
