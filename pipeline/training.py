@@ -192,7 +192,9 @@ def train_gan(
                 keep_graph = params.reuse_fake and k == params.n_critic - 1
                 with autocast():
                     with contextlib.nullcontext() if keep_graph else torch.no_grad():
-                        fake = g_run(z)
+                        # float32 like the real batch: under bf16 a bf16 fake made compile build one more critic
+                        # graph; autocast casts it back to bf16 for the critic's first conv, exactly
+                        fake = g_run(z).float()
                     loss_d = critic_loss(params.loss, d_run(real), d_run(fake.detach()))
                     if params.loss == "wgan-gp":
                         # the plain module: DDP and compiled graphs (AOTAutograd) cannot differentiate twice
@@ -206,7 +208,7 @@ def train_gan(
             d_raw.requires_grad_(False)  # the generator step needs gradients w.r.t. images only
             with autocast():
                 if not params.reuse_fake:
-                    fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise))
+                    fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise)).float()
                 loss_g = generator_loss(params.loss, d_plain(fake))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
