@@ -2,6 +2,7 @@
 
 Each trains a few steps with finite losses and leaves evidence that its path ran. bf16 autocast, channels_last and
 fused Adam are deterministic on CPU, so 2 steps + resume + 2 steps equals 4 steps bit for bit with each on.
+The gradient penalty stays float32 under bf16 (DESIGN.md: penalties eager in fp32).
 """
 
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from train_helpers import assert_same_tensors, load_state, tiny_params
 
 from pipeline.distributed import init_distributed
+from pipeline.losses import gradient_penalty
+from pipeline.models import Critic
 from pipeline.training import TrainPaths, train_gan
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "rng")
@@ -66,3 +69,15 @@ def test_option_runs_on_cpu_and_resumes_bit_for_bit(tmp_path, faces, plain, opti
         assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
     else:
         assert straight["opt_g"]["param_groups"][0]["fused"] and straight["opt_d"]["param_groups"][0]["fused"]
+
+
+def test_gradient_penalty_stays_float32_inside_bf16_autocast():
+    torch.manual_seed(0)
+    critic = Critic(8, 16, "instance", sigmoid=False, spectral_norm=False)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    fake = (torch.rand(4, 3, 16, 16) * 2 - 1).bfloat16()  # what a bf16 generator hands over
+    fp32 = gradient_penalty(critic, real, fake.float(), torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16_region = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(1))
+    assert in_bf16_region.dtype == torch.float32 and torch.isfinite(fp32)
+    assert torch.equal(in_bf16_region, fp32)
