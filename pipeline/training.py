@@ -205,7 +205,9 @@ def train_gan(
                 if params.loss == "wgan":
                     clip_weights(d_raw, params.clip_value)
 
-            d_raw.requires_grad_(False)  # the generator step needs gradients w.r.t. images only
+            # the generator step needs gradients w.r.t. images only. Under compile the frozen critic is its own graph
+            # anyway (its input needs grad), built once in step 1; frozen weights keep weight gradients out of it
+            d_raw.requires_grad_(False)
             with autocast():
                 if not params.reuse_fake:
                     fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise)).float()
