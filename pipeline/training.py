@@ -249,6 +249,7 @@ def train_gan(
                         params, plan, dist_info, done, start_step, wall_before + time.perf_counter() - t_start,
                         time.perf_counter() - t_start, last_losses, ema.module if ema is not None else g_raw,
                     )  # fmt: skip
+                    summary["speed"] = speed.as_dict()  # which speed options ran (metrics/train.json)
                 if dist_info.is_main:
                     wall = wall_before + time.perf_counter() - t_start
                     save_checkpoint(

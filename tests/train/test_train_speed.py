@@ -46,6 +46,7 @@ def plain(tmp_path_factory) -> dict:
 
 
 def test_by_default_no_option_is_on_for_cpu(plain):
+    assert not any(plain["summary"]["speed"].values())
     assert not plain["opt_g"]["param_groups"][0]["fused"]
     assert all(w.is_contiguous() for w in conv_weights(plain["G"]) + conv_weights(plain["D"]))
 
@@ -55,6 +56,7 @@ def test_option_runs_on_cpu_and_resumes_bit_for_bit(tmp_path, faces, plain, opti
     on = f"train.{option}=always"
     summary = run(tmp_path / "straight", faces, on)
     assert summary["steps"] == 4 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    assert summary["speed"] == {o: o == option for o in ("bf16", "compile", "channels_last", "fused_adam")}
     run(tmp_path / "resumed", faces, on, "train.max_steps=2")
     assert run(tmp_path / "resumed", faces, on)["resumed_from_step"] == 2
     straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
@@ -117,6 +119,7 @@ def test_compile_with_every_option_on_cpu_compiles_nothing_after_the_first_step(
     finally:
         torch._dynamo.config.error_on_recompile = False
     assert np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    assert all(summary["speed"].values())
     assert log.graphs == {1: 4, 2: 4, 3: 4}
     assert counters["graph_break"] == {}
 
