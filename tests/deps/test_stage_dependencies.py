@@ -14,6 +14,10 @@ Modules: for each stage, the union of two sets, because each alone can miss one:
     .py file opened (exec/runpy), whatever loaded it.
 Modules declared not stage code (the CLI and params loading) in pipeline/output_neutral.py, and empty package
 __init__.py files, are left out.
+
+Params: the trace records every key the stage read (attribute reads on the models load_params returns, whole
+models when dumped or compared). Each must be listed in the stage's params in dvc.yaml, itself or a section above
+it (`detector` covers detector.seed), or be declared output-neutral in pipeline/output_neutral.py.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import yaml
 
 from pipeline.cartoon import write_faces_zip
 from pipeline.config import apply_override
-from pipeline.output_neutral import NOT_STAGE_CODE
+from pipeline.output_neutral import NOT_STAGE_CODE, OUTPUT_NEUTRAL_PARAMS
 
 REPO = Path(__file__).resolve().parents[2]
 TRACER = Path(__file__).with_name("trace_stage.py")
@@ -157,6 +161,13 @@ def covered(item: str, listed: list[str]) -> bool:
     return any(item == entry or item.startswith(entry.rstrip(sep) + sep) for entry in listed)
 
 
+def listed_params(stage: str) -> list[str]:
+    keys = []
+    for entry in STAGES[stage].get("params", []):
+        keys += [entry] if isinstance(entry, str) else [k for v in entry.values() for k in v]  # {file: [keys]}
+    return keys
+
+
 def listed_code(stage: str) -> list[str]:
     return [str(d).rstrip("/") for d in STAGES[stage].get("deps", []) if "${" not in str(d)]
 
@@ -239,3 +250,16 @@ def test_dvc_yaml_lists_every_module_a_stage_loads(stage: str, traces: dict[str,
     loaded = {f for f in static | set(traces[stage]["files"]) if is_stage_code(f)}
     missing = sorted(f for f in loaded if not covered(f, listed_code(stage)))
     assert not missing, f"dvc.yaml: stage {stage} loads {', '.join(missing)} but does not list it in its deps"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_dvc_yaml_lists_every_params_key_a_stage_reads(stage: str, traces: dict[str, dict]) -> None:
+    read = traces[stage]["params_read"]
+    assert read, f"stage {stage}: the trace recorded no params read at all; the recorder is broken"
+    listed = listed_params(stage)
+    missing = sorted(k for k in read if not covered(k, listed) and not covered(k, list(OUTPUT_NEUTRAL_PARAMS)))
+    assert not missing, (
+        f"dvc.yaml: stage {stage} reads params {', '.join(missing)} but does not list them (or declare them "
+        "output-neutral in pipeline/output_neutral.py)"
+    )
