@@ -5,8 +5,10 @@ Usage:
 
 Clones the committed `--rev` of this repository into a temporary folder and runs `python -m stages.demo` there
 twice with this venv's python (so the venv is reused, not rebuilt: creating it and installing torch is left
-out of the figure; `make demo` on a machine without .venv adds that). Prints both wall times and the demo's
-metrics table. --keep leaves the clone in place and prints its path.
+out of the figure; `make demo` on a machine without .venv adds that). Prints both wall times, the CPU time
+(user + system, of the demo and every process under it: the figure to compare on a machine shared with other
+work, where wall time stretches with the load), the load average, and the demo's metrics table. --keep leaves
+the clone in place and prints its path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,23 +40,28 @@ def main() -> None:
         env = os.environ | {"ANIMEGAN_PROGRESS": "0"}
         times = []
         for attempt in ("first run (fresh clone)", "second run (cached)"):
-            start = time.monotonic()
+            start, cpu = time.monotonic(), children_cpu_s()
             done = subprocess.run(
                 [sys.executable, "-m", "stages.demo"], cwd=clone, env=env, capture_output=True, text=True
             )
-            times.append((attempt, time.monotonic() - start))
+            times.append((attempt, time.monotonic() - start, children_cpu_s() - cpu, os.getloadavg()[0]))
             if done.returncode != 0:
                 sys.exit(f"demo failed ({attempt}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         table = done.stdout[done.stdout.find("| run |") :].split("\n\n")[0]
         print(f"machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs usable")
-        for attempt, seconds in times:
-            print(f"{attempt:<28}{seconds:7.1f} s")
+        for attempt, seconds, cpu_s, load in times:
+            print(f"{attempt:<28}{seconds:7.1f} s wall {cpu_s:7.1f} s CPU   (load average {load:.1f} at the end)")
         print(table)
         if args.keep:
             print(f"clone kept at {clone}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

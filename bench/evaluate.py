@@ -113,6 +113,7 @@ def main() -> None:
                 "samples": "samples", "submission": "submission.tgz", "metrics": "metrics", "plots": "plots",
             }.items()
         ] + [f"sample.count={args.samples}", "eval.repeats=1", f"eval.fid.weights={weights}",
+             "eval.afd.detector=mtcnn",
              f"eval.fid.cache_dir={work / 'cache'}"]  # fmt: skip
         opts = [a for s in sets for a in ("--set", s)]
         cmd = ["animegan"]

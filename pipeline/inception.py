@@ -6,7 +6,7 @@ Usage:
                              cache_dir=Path("~/.cache/animegan"), calibration_seed=0, timeout_s=60)
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
     backbone.name            # "pytorch-fid" | "untrained"
-    backbone.weights_sha256  # sha256 of the weights file, or "untrained"
+    backbone.weights_sha256  # sha256 of the weights file; for `untrained`, of what its weights are made from
 
 `weights` is one of:
   - an http(s):// or file:// URL: downloaded once into cache_dir (atomically) and verified against `sha256`, or,
@@ -15,7 +15,9 @@ Usage:
   - `untrained`: a randomly initialised network from a fixed seed whose BatchNorm running statistics are set from
     a calibration batch of cartoon faces. With default statistics a random Inception's pool features vanish
     (about 1e-7) and every FID comes out near 0; calibrated ones separate image sets. For tests and offline demos
-    only: its numbers are not comparable with anybody's FID.
+    only: its numbers are not comparable with anybody's FID. Its weights_sha256 hashes what defines it: the seeded
+    initial weights and the calibration images (not the calibrated tensors, whose last bits depend on the CPU
+    thread count), so a reference made with another seed or other calibration images is told apart.
 
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
 (uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with two CPU speed-ups that keep features within float
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -55,7 +58,7 @@ _HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's convention: name-
 class Backbone:
     model: nn.Module
     name: str  # "pytorch-fid" or "untrained"
-    weights_sha256: str  # or "untrained"
+    weights_sha256: str  # of the weights file; for "untrained", of its initial weights and calibration images
     device: torch.device
     calibration_seed: int | None = None
 
@@ -104,8 +107,8 @@ def load_backbone(
     """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if weights == UNTRAINED:
-        state = _untrained_state(calibration_seed)
-        name, digest = UNTRAINED, UNTRAINED
+        state, digest = _untrained(calibration_seed)
+        name = UNTRAINED
     else:
         path, digest = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
         state = _read_state(path)
@@ -193,15 +196,21 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-@functools.lru_cache(maxsize=2)
 def _untrained_state(seed: int) -> dict[str, torch.Tensor]:
-    """Random weights from `seed`, BatchNorm statistics from cartoon faces; cached per process (it takes seconds)."""
+    return _untrained(seed)[0]
+
+
+@functools.lru_cache(maxsize=2)
+def _untrained(seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """Random weights from `seed`, BatchNorm statistics from cartoon faces, and the sha256 of those two inputs;
+    cached per process (it takes seconds)."""
     from pipeline.cartoon import cartoon_faces
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_fid_inception()
     calib = cartoon_faces(count=CALIBRATION_COUNT, size=CALIBRATION_SIZE, seed=seed)
+    digest = _inputs_sha256(net.state_dict(), calib)
     features = PoolFeatures(net)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -211,7 +220,18 @@ def _untrained_state(seed: int) -> dict[str, torch.Tensor]:
     with _no_tf32(), torch.no_grad():
         features(torch.from_numpy(calib))
     net.eval()
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}, digest
+
+
+def _inputs_sha256(state: dict[str, torch.Tensor], calibration: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(f"calibration {calibration.dtype} {calibration.shape}\n".encode())
+    digest.update(np.ascontiguousarray(calibration).tobytes())
+    return digest.hexdigest()
 
 
 def _fold_batchnorm(net: nn.Module) -> nn.Module:

@@ -3,6 +3,7 @@
 Usage:
     make demo                                  # creates .venv if needed, then runs this
     python -m stages.demo [--workspace demo]   # the workspace defaults to demo/ at the repo root (gitignored)
+    python -m stages.demo --set train.epochs=5 # a shorter demo (repeatable; applied after demo_params.yaml)
 
 In its own workspace (a git + DVC repository, never the project's data/, metrics/ or params.yaml) the demo
   1. copies the project's dvc.yaml, pipeline/ and stages/ (only files whose bytes changed, so DVC sees the same
@@ -29,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import Params, validate
+from pipeline.config import Params, apply_override, validate
 from pipeline.errors import UserError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,10 +44,14 @@ PARAMS_HEADER = "# Written by `python -m stages.demo`: the project's params.yaml
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, default=REPO / "demo", help="the demo's own git+DVC repository")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one of the demo's params (section.key=value), after demo_params.yaml; repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        params = run_demo(args.workspace.resolve())
+        params = run_demo(args.workspace.resolve(), args.overrides)
         print_summary(args.workspace.resolve(), params, time.monotonic() - started)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
@@ -57,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_demo(ws: Path) -> Params:
+def run_demo(ws: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Prepare the workspace, run the real pipeline through `dvc repro`, commit, write the report."""
     settings = yaml.safe_load(DEMO_PARAMS.read_text(encoding="utf-8"))
     ws.mkdir(parents=True, exist_ok=True)
     sync_code(REPO, ws)
     faces_zip = ensure_faces_zip(ws, **settings["faces"])
-    params = write_params(ws, settings["params"], faces_zip)
+    params = write_params(ws, settings["params"], faces_zip, overrides)
     env = demo_env(ws)
     ensure_repo(ws, env)
     commit_all(ws, env, "demo: code and params")
@@ -103,9 +108,14 @@ def ensure_faces_zip(ws: Path, count: int, size: int, seed: int) -> Path:
     return path
 
 
-def write_params(ws: Path, overrides: dict[str, Any], faces_zip: Path) -> Params:
-    """The project's params.yaml with the demo's overrides; validated, so a renamed param fails here, clearly."""
+def write_params(
+    ws: Path, overrides: dict[str, Any], faces_zip: Path, settings: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """The project's params.yaml with the demo's overrides, then `--set` settings; validated, so a renamed param
+    fails here, clearly."""
     merged = merge(yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")), overrides)
+    for item in settings:
+        apply_override(merged, item)
     merged["data"]["url"] = faces_zip.as_uri()
     params = validate(merged, source=f"params.yaml + {DEMO_PARAMS.name}")
     text = PARAMS_HEADER + yaml.safe_dump(merged, sort_keys=False)

@@ -1,4 +1,4 @@
-"""End to end: the detector stage, then fid_reference -> sample -> evaluate with eval.afd.detector=anime.
+"""End to end: the detector stage, then fid_reference -> sample -> evaluate with the default detector, anime.
 
 The FID backbone is `untrained` (pytorch-fid's weights cannot be downloaded here); only the AFD numbers and the
 provenance are checked. Real (generated cartoon) faces and a randomly initialised generator, nothing mocked.
@@ -56,8 +56,7 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
             "eval.fid.reference_count=12",
             "eval.kid.subsets=2",
             "eval.kid.subset_size=5",
-            "eval.afd.real_count=20",
-            "eval.afd.detector=anime",
+            "eval.afd.real_count=20",  # eval.afd.detector: the default, anime
         ],
     )
     detector.run(params)

@@ -46,6 +46,7 @@ def make_project(root: Path, faces: int = 16, sample_count: int = 8, repeats: in
         "eval.kid.subsets=5",
         "eval.kid.subset_size=6",
         "eval.afd.real_count=6",
+        "eval.afd.detector=mtcnn",  # needs no detector stage; tests/detector covers the default, anime
     ]
 
 

@@ -41,7 +41,7 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert m["fid"]["mean"] > 0 and all(0 <= a <= 1 for a in m["afd"]["draws"])
     assert 0 <= m["afd_real"] <= 1
     p = m["provenance"]
-    assert p["fid_backbone"] == "untrained" and p["weights_sha256"] == "untrained"
+    assert p["fid_backbone"] == "untrained" and len(p["weights_sha256"]) == 64
     assert p["detector"]["name"] == "mtcnn" and p["detector"]["thresholds"] == [0.6, 0.7, 0.7]
     assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (8, 2, 16, 75)
     assert p["device"] == "cpu" and p["packages"]["torch"] and len(p["dataset_sha256"]) == 64
@@ -99,3 +99,43 @@ def test_reference_chunks_and_kid_pool_match_a_direct_computation(
     np.testing.assert_allclose(ref.mean, stats.mean, rtol=1e-12)
     np.testing.assert_allclose(ref.cov, stats.cov, rtol=1e-9, atol=1e-12)
     assert (ref.meta["count"], ref.meta["kid_pool"], ref.meta["fid_backbone"]) == (10, 5, "untrained")
+
+
+def test_reference_from_another_calibration_seed_is_refused_by_name(project: tuple[Path, list[str]]) -> None:
+    """eval.fid.weights=untrained: the reference (calibration_seed 0) cannot score with a seed-1 backbone."""
+    root, overrides = project
+    eval_json = root / "metrics" / "eval.json"
+    before = eval_json.read_bytes() if eval_json.is_file() else None
+    sets = [a for o in [*overrides, "eval.fid.calibration_seed=1"] for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["evaluate", *sets])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert "\n" not in message and "weights_sha256" in message and "calibration_seed" in message, message
+    assert (eval_json.read_bytes() if eval_json.is_file() else None) == before
+
+
+def test_reference_from_other_calibration_images_is_refused(
+    project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed, other calibration images (as after a change to pipeline/cartoon.py): another backbone."""
+    import pipeline.inception as inception
+
+    root, overrides = project
+    meta = json.loads((root / "data" / "fid_reference" / "meta.json").read_text())
+    assert len(meta["weights_sha256"]) == 64 and meta["calibration_seed"] == 0
+    inception._untrained.cache_clear()
+    monkeypatch.setattr(inception, "CALIBRATION_COUNT", inception.CALIBRATION_COUNT // 2)
+    try:
+        with pytest.raises(UserError, match="stale.*weights_sha256"):
+            evaluate.run(project_params(overrides))
+    finally:
+        inception._untrained.cache_clear()  # later tests calibrate with the real count again
+
+
+def test_eval_provenance_names_the_backbone_the_reference_was_made_with(project: tuple[Path, list[str]]) -> None:
+    root, overrides = project
+    metrics = evaluate.run(project_params(overrides))
+    meta = json.loads((root / "data" / "fid_reference" / "meta.json").read_text())
+    p = metrics["provenance"]
+    assert p["weights_sha256"] == meta["weights_sha256"] and len(p["weights_sha256"]) == 64
+    assert p["calibration_seed"] == meta["calibration_seed"] == 0
