@@ -14,19 +14,29 @@ interpolates too, so no output path is written twice.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.errors import UserError, one_line
 
+# YAML 1.1 (PyYAML) reads `1e-4` (no dot) as text; a float field takes such text as the number people mean.
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_text(value: Any) -> Any:
+    return float(value) if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()) else value
+
+
+Float = Annotated[float, BeforeValidator(_number_text)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
 
 
 class Section(BaseModel):
@@ -77,7 +87,7 @@ class TrainParams(Section):
     clip_value: PositiveFloat
     gp_lambda: NonNegFloat
     reuse_fake: bool
-    ema: Annotated[float, Field(ge=0, lt=1)]
+    ema: Annotated[Float, Field(ge=0, lt=1)]
     seed: NonNegInt
     deterministic: bool
     bf16: bool

@@ -74,3 +74,19 @@ def test_cli_bad_param_is_one_line_exit_2_and_dry_run_prints_resolved(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert yaml.safe_load(dry.stdout)["data"]["image_size"] == 32
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_numbers_as_people_write_them_are_accepted_for_float_fields_only(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 without a dot as the text "1e-4"
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["train"]["lr_g"] = yaml.safe_load("1e-4")
+    assert raw["train"]["lr_g"] == "1e-4"
+    written = tmp_path / "params.yaml"
+    written.write_text(PARAMS.read_text().replace("lr_g: 1.0e-4", "lr_g: 1e-4"))
+    assert load_params(written).train.lr_g == 1e-4
+    p = load_params(PARAMS, ["train.lr_d=2e-4", "train.ema=5E-1", "train.betas=[0, 9e-1]", "detector.lr=3e-3"])
+    assert (p.train.lr_d, p.train.ema, p.train.betas, p.detector.lr) == (2e-4, 0.5, [0.0, 0.9], 3e-3)
+    for override, needle in (("train.epochs=1e3", "valid integer"), ("train.lr_g=fast", "valid number"),
+                             ("train.lr_g=-1e-4", "greater than 0")):
+        with pytest.raises(UserError, match=needle):
+            load_params(PARAMS, [override])
