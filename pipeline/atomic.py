@@ -19,8 +19,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from pipeline.errors import UserError
 
 
 @contextlib.contextmanager
@@ -63,14 +65,36 @@ def temp_dir_beside(target: Path) -> Path:
     return path
 
 
-def replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder `new` to `target`, replacing any old one.
+Ours = Callable[[str], bool]
+
+
+def check_replaceable(new: Path, target: Path, ours: Ours | None = None) -> None:
+    """UserError unless `target` is absent or a folder whose every entry the stage writes: a name `new` holds too,
+    or one `ours` accepts. Without this a mistaken output path (`paths.samples=data`) would delete what is there."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UserError(f"{target} is a file, not the folder this stage writes: move it aside or choose another path")
+    written = {p.name for p in new.iterdir()}
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in written and not (ours and ours(p.name)))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(
+            f"{target} holds {shown}, which this stage does not write, and would be replaced whole: "
+            "move them aside or choose another output path"
+        )
+
+
+def replace_dir(new: Path, target: Path, ours: Ours | None = None) -> None:
+    """Move the finished folder `new` to `target`, replacing any old one (after check_replaceable).
 
     A folder cannot be renamed over a non-empty one, so the old copy is first renamed aside and deleted only
     after the new one is in place: at every moment `target` is either the complete old or the complete new copy
     (with a window of one rename in which it is absent).
     """
     new, target = Path(new), Path(target)
+    check_replaceable(new, target, ours)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old.{os.getpid()}")

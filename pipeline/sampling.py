@@ -95,6 +95,11 @@ def write_jpegs(images: np.ndarray, folder: Path, quality: int) -> list[Path]:
     return paths
 
 
+def is_numbered_jpeg(name: str) -> bool:
+    """True for the names write_jpegs gives (1.jpg, 2.jpg, ...): what the samples folder may hold."""
+    return _NUMBERED.match(name) is not None
+
+
 def numbered_jpegs(folder: Path) -> list[Path]:
     """folder's 1.jpg .. N.jpg in numeric order; UserError when the numbering has gaps or the folder is missing."""
     if not folder.is_dir():

@@ -25,7 +25,7 @@ from pipeline.config import Params
 from pipeline.hashing import sha256_file
 from pipeline.image_grid import save_grid
 from pipeline.models import load_generator
-from pipeline.sampling import generate, write_jpegs, write_submission
+from pipeline.sampling import generate, is_numbered_jpeg, write_jpegs, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def run(params: Params) -> None:
     try:
         write_jpegs(images, tmp, sample.jpeg_quality)
         size = write_submission(tmp, submission)
-        replace_dir(tmp, samples)
+        replace_dir(tmp, samples, ours=is_numbered_jpeg)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

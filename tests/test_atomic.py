@@ -5,6 +5,7 @@ import os
 import pytest
 
 from pipeline.atomic import atomic_path, atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.errors import UserError
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -36,6 +37,24 @@ def test_replace_dir_swaps_whole_folders(tmp_path):
     (target / "old.txt").write_text("old")
     new = temp_dir_beside(target)
     (new / "new.txt").write_text("new")
-    replace_dir(new, target)
+    replace_dir(new, target, ours=lambda name: name.endswith(".txt"))
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_replace_dir_never_swaps_away_files_the_stage_does_not_write(tmp_path):
+    target = tmp_path / "models"  # what `--set paths.detector=models` pointed the detector stage at
+    target.mkdir()
+    (target / "generator.pt").write_bytes(b"weights")
+    (target / "detector.pt").write_bytes(b"old detector")
+    new = temp_dir_beside(target)
+    (new / "detector.pt").write_bytes(b"new detector")
+    with pytest.raises(UserError, match=r"models holds generator.pt, which this stage does not write"):
+        replace_dir(new, target)
+    kept = {p.name: p.read_bytes() for p in target.iterdir()}
+    assert kept == {"generator.pt": b"weights", "detector.pt": b"old detector"}
+    file_target = tmp_path / "report.html"
+    file_target.write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        replace_dir(new, file_target)
+    assert file_target.read_text() == "x"

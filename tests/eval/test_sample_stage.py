@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from eval_project import make_project, project_params, tiny_generator
 
+from pipeline.errors import UserError
 from pipeline.sampling import generate, jpeg_roundtrip, latents, read_jpegs
 from stages import sample
 
@@ -66,3 +67,18 @@ def test_oversized_submission_is_reported_not_fatal(tmp_path: Path, caplog: pyte
     assert metrics["over_limit"] is True
     assert any("over sample.max_submission_mb" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "submission.tgz").is_file()
+
+
+def test_sample_stage_never_replaces_a_samples_folder_holding_files_it_did_not_write(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=4)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "1.jpg").write_bytes(b"an old sample")  # what the stage writes: may be replaced
+    (samples / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds notes.txt, which this stage does not write"):
+        sample.run(project_params(overrides))
+    assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "notes.txt"]
+    assert (samples / "1.jpg").read_bytes() == b"an old sample"
+    (samples / "notes.txt").unlink()
+    sample.run(project_params(overrides))
+    assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
