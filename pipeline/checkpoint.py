@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, torch_bytes
 from pipeline.config import TrainParams
 from pipeline.errors import UserError, one_line
 
@@ -49,7 +49,7 @@ def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(Path(path)) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        tmp.write_bytes(torch_bytes({"format": FORMAT, **state}))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from pipeline.atomic import DISK_ERRORS
 from pipeline.config import Params, load_params, to_dict
 from pipeline.errors import UserError, one_line
 
@@ -55,6 +56,10 @@ def run_guarded(fn: Callable[[], object]) -> None:
         fn()
     except UserError as e:
         raise fail(one_line(e)) from None
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:  # a full disk or a read-only folder is the user's to fix; the rest are bugs
+            raise
+        raise fail(f"cannot write {e.filename or 'an output'}: {DISK_ERRORS[e.errno]}") from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
