@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import json_text, staged_outputs
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
 from pipeline.config import Params
 from pipeline.image_grid import grid_image
@@ -24,6 +24,8 @@ from pipeline.image_grid import grid_image
 def run(params: Params) -> None:
     paths, data = params.paths, params.data
     raw, clean = Path(paths.raw), Path(paths.clean)
+    preview_path, metrics_path = Path(paths.plots) / "clean_preview.png", Path(paths.metrics) / "data.json"
+    remove_stale_temporaries(clean, preview_path, metrics_path)
     with staged_outputs() as out:  # the clean folder, preview and metrics change together or not at all
         folder = out.folder(clean)
         result = clean_faces(
@@ -36,6 +38,6 @@ def run(params: Params) -> None:
         )
         preview = np.array(np.load(folder / FACES_FILE, mmap_mode="r")[: data.preview_count])
         grid = grid_image(preview, ncol=math.ceil(math.sqrt(len(preview))))
-        grid.save(out.file(Path(paths.plots) / "clean_preview.png"), format="PNG")
+        grid.save(out.file(preview_path), format="PNG")
         metrics = data_metrics(result, read_source_info(raw))
-        out.file(Path(paths.metrics) / "data.json").write_text(json_text(metrics), encoding="utf-8")
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")

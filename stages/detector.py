@@ -16,19 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
-from pipeline.atomic import json_text, staged_outputs
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.detector_training import fit_detector
 
 
 def run(params: Params) -> None:
+    target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / "detector.json"
+    remove_stale_temporaries(target, metrics_path)
     faces = np.load(clean_faces_file(params.paths.clean), mmap_mode="r")
     result = fit_detector(faces, params.detector, device=pick_device())
 
     with staged_outputs() as out:  # the detector folder and its metrics change together or not at all
-        folder = out.folder(Path(params.paths.detector))
+        folder = out.folder(target)
         digest = save_detector(folder, result.model, result.meta)
         np.save(folder / HOLDOUT_FILE, result.split.holdout)
         metrics = {**result.metrics, "weights_sha256": digest}
-        out.file(Path(params.paths.metrics) / "detector.json").write_text(json_text(metrics), encoding="utf-8")
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")

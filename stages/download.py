@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.archive import extract_faces
-from pipeline.atomic import json_text, staged_outputs
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.fetch import fetched
@@ -36,6 +36,7 @@ SOURCE_FILE = "SOURCE.json"
 def run(params: Params) -> None:
     data = params.data
     raw = Path(params.paths.raw)
+    remove_stale_temporaries(raw)  # a killed download leaves its copy and staging folder beside raw
     stamp = read_source(raw)
     if stamp is None and raw.exists() and (not raw.is_dir() or any(raw.iterdir())):
         raise UserError(

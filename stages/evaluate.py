@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.afd import get_detector
-from pipeline.atomic import atomic_write_json
+from pipeline.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.errors import UserError
@@ -47,6 +47,7 @@ EVAL_FILE = "eval.json"
 def run(params: Params) -> dict[str, Any]:
     sample = params.sample
     generator = Path(params.paths.models) / GENERATOR_FILE
+    remove_stale_temporaries(Path(params.paths.metrics) / EVAL_FILE)
     if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
     ctx = _context(params)

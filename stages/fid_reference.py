@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import remove_stale_temporaries
 from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
@@ -32,6 +33,7 @@ def backbone_for(params: Params):
 
 def run(params: Params) -> None:
     fid, kid = params.eval.fid, params.eval.kid
+    remove_stale_temporaries(Path(params.paths.fid_reference))
     faces_path = clean_faces_file(params.paths.clean)
     faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)

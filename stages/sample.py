@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import json_text, staged_outputs
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.config import Params
 from pipeline.hashing import sha256_file
 from pipeline.image_grid import grid_image
@@ -36,19 +36,21 @@ GRID_COUNT = 64  # the first images of the submission, in the preview
 
 def run(params: Params) -> None:
     paths, sample = params.paths, params.sample
+    samples, submission = Path(paths.samples), Path(paths.submission)
+    grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / "sample.json"
+    remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator_path = Path(paths.models) / GENERATOR_FILE
     generator = load_generator(generator_path, map_location=device)
     images = generate(generator, sample.seed, draw=0, count=sample.count, batch_size=sample.batch_size, device=device)
 
-    samples, submission = Path(paths.samples), Path(paths.submission)
     preview = images[:GRID_COUNT]
     with staged_outputs() as out:  # samples, tarball, grid and metrics change together or not at all
         folder = out.folder(samples, ours=is_numbered_jpeg)
         write_jpegs(images, folder, sample.jpeg_quality)
         size = write_submission(folder, out.file(submission))
         grid_image(preview, ncol=math.ceil(math.sqrt(len(preview)))).save(
-            out.file(Path(paths.plots) / GRID_FILE), format="PNG"
+            out.file(grid_path), format="PNG"
         )
         mb = size / 1e6
         over = mb > sample.max_submission_mb
@@ -63,7 +65,7 @@ def run(params: Params) -> None:
             "over_limit": over,
             "generator_sha256": sha256_file(generator_path),
         }
-        out.file(Path(paths.metrics) / "sample.json").write_text(json_text(metrics), encoding="utf-8")
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")
     if over:
         log.warning(
             "%s is %.2f MB, over sample.max_submission_mb=%.2f (the course refuses it): lower sample.jpeg_quality",

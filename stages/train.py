@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_json
+from pipeline.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.errors import UserError
@@ -52,6 +52,7 @@ def run(params: Params) -> None:
             make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
         )
         if dist_info.is_main:
+            remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
             write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
     finally:
         dist_info.close()

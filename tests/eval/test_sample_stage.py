@@ -7,15 +7,18 @@ import json
 import logging
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from eval_project import REPO, make_project, project_params, tiny_generator
 
+from pipeline.atomic import make_temp_file
 from pipeline.errors import UserError
 from pipeline.sampling import generate, jpeg_roundtrip, latents, read_jpegs
 from stages import sample
@@ -139,3 +142,28 @@ def test_a_read_only_metrics_folder_changes_no_output(tmp_path: Path, monkeypatc
     finally:
         metrics.chmod(0o755)
     assert _tree(tmp_path) == before
+
+
+def test_a_sample_run_killed_mid_write_leaves_temporaries_the_next_run_removes(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=1500)  # enough JPEGs to kill the stage while it writes them
+    args = [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.cli", "sample", "--params", str(REPO / "params.yaml"), *args],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".samples.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    make_temp_file(tmp_path / "submission.tgz")  # what a kill while the tarball is written leaves, named as its writer
+    make_temp_file(tmp_path / "metrics" / "sample.json")
+    assert sum(p.name.startswith(".") for p in tmp_path.iterdir()) == 2
+
+    sample.run(project_params([*overrides, "sample.count=5"]))
+    hidden = [p for p in [*tmp_path.iterdir(), *(tmp_path / "metrics").iterdir()] if p.name.startswith(".")]
+    assert hidden == []
+    assert len(list((tmp_path / "samples").iterdir())) == 5
