@@ -108,6 +108,25 @@ def clean_faces_file(clean_dir: str | Path) -> Path:
     return path
 
 
+def load_clean_faces(clean_dir: str | Path, image_size: int | None = None, mmap: bool = True) -> np.ndarray:
+    """clean_faces_file's array, checked: uint8 (N, S, S, 3) with N >= 1 (and S = image_size when given), memory-
+    mapped unless mmap is False; a one-line UserError for a truncated, foreign or wrong-shaped file."""
+    path = clean_faces_file(clean_dir)
+    rerun = "rerun the clean stage (`animegan clean`, or delete it and `dvc repro clean`)"
+    try:
+        faces = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npy array ({one_line(e, 120)}): {rerun}") from None
+    if not isinstance(faces, np.ndarray):  # an .npz archive under the .npy name
+        faces.close()
+        raise UserError(f"{path} is not a .npy array: {rerun}")
+    size = image_size or (faces.shape[1] if faces.ndim == 4 else 0)
+    if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[1:] != (size, size, 3) or len(faces) == 0:
+        raise UserError(f"{path} holds {faces.dtype} {faces.shape}, not uint8 (N >= 1, {size or 'S'}, "
+                        f"{size or 'S'}, 3) faces{' for data.image_size' if image_size else ''}: {rerun}")  # fmt: skip
+    return faces
+
+
 def numeric_order_key(name: str) -> tuple[int, int, str]:
     stem = Path(name).stem
     if stem.isdigit():

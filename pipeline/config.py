@@ -166,6 +166,12 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"--params {path} is a folder, not a params file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read params file {path}: {e.strerror or one_line(e)}") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({one_line(e)})") from None
     if not isinstance(raw, dict):
@@ -183,6 +189,7 @@ def validate(raw: dict[str, Any], source: str = "params") -> Params:
         key = ".".join(str(p) for p in err["loc"])
         got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
         raise UserError(f"{source}: {key}: {err['msg']}{got}") from None
+    check_runnable(params, source)
     check_output_paths(params, source)
     return params
 
@@ -217,6 +224,18 @@ def to_dict(params: Params) -> dict[str, Any]:
 
 
 # ---------- Checks across fields: values each field takes alone but the stages cannot run or must not write ----------
+
+
+def check_runnable(params: Params, source: str = "params") -> None:
+    """UserError for values the schema takes but a stage would fail on, minutes in, with a traceback."""
+    if params.train.batch_size < 2:
+        raise UserError(f"{source}: train.batch_size: the generator's BatchNorm needs at least 2 images per batch "
+                        f"(got {params.train.batch_size})")  # fmt: skip
+    if params.sample.count < 2:
+        raise UserError(f"{source}: sample.count: evaluate needs at least 2 images for FID (got {params.sample.count})")
+    if params.eval.kid.subset_size < 2:
+        raise UserError(f"{source}: eval.kid.subset_size: KID needs at least 2 images per subset "
+                        f"(got {params.eval.kid.subset_size})")  # fmt: skip
 
 
 # How a stage writes each location: REPLACED folders are built aside and swapped in whole (whatever was in them is

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
 from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
-from pipeline.clean import clean_faces_file
+from pipeline.clean import load_clean_faces
 from pipeline.config import Params
 from pipeline.detector_training import fit_detector
 
@@ -25,7 +25,7 @@ from pipeline.detector_training import fit_detector
 def run(params: Params) -> None:
     target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / "detector.json"
     remove_stale_temporaries(target, metrics_path)
-    faces = np.load(clean_faces_file(params.paths.clean), mmap_mode="r")
+    faces = load_clean_faces(params.paths.clean)
     result = fit_detector(faces, params.detector, device=pick_device())
 
     with staged_outputs() as out:  # the detector folder and its metrics change together or not at all

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.afd import get_detector
 from pipeline.atomic import atomic_write_json, remove_stale_temporaries
-from pipeline.clean import clean_faces_file
+from pipeline.clean import clean_faces_file, load_clean_faces
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
@@ -106,8 +106,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _context(params: Params) -> dict[str, Any]:
+    faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
-    faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)
     backbone = backbone_for(params)
     folder = Path(params.paths.fid_reference)
