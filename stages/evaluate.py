@@ -20,6 +20,7 @@ counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +35,11 @@ from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
 from pipeline.fid_reference import array_sha256, check_reference, load_reference
+from pipeline.hashing import sha256_file
 from pipeline.models import load_generator
 from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
 from stages.fid_reference import backbone_for
-from stages.sample import GENERATOR_FILE
+from stages.sample import GENERATOR_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ def run(params: Params) -> dict[str, Any]:
     remove_stale_temporaries(Path(params.paths.metrics) / EVAL_FILE)
     if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
+    check_samples_generator(params)
     ctx = _context(params)
     draws = _draws(params, ctx["backbone"].device)
     metrics = _score(params, ctx, draws)
@@ -79,6 +82,27 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     target = Path(out) if out else default_out(folder)
     atomic_write_json(target, metrics)
     return metrics, target
+
+
+def check_samples_generator(params: Params) -> None:
+    """UserError unless the samples (draw 0) were drawn by the generator.pt that draws the other draws, as
+    metrics/sample.json records: after retraining without re-sampling, one score would mix two generators."""
+    generator = Path(params.paths.models) / GENERATOR_FILE
+    if not generator.is_file():  # eval.repeats == 1: only the samples are scored
+        return
+    stamp, samples = Path(params.paths.metrics) / METRICS_FILE, params.paths.samples
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8")).get("generator_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        raise UserError(f"{stamp} does not say which generator drew {samples}/: rerun `animegan sample`")
+    current = sha256_file(generator)
+    if recorded != current:
+        raise UserError(
+            f"{samples}/ was drawn by another generator (sha256 {recorded[:12]}...) than {generator} "
+            f"({current[:12]}...): rerun `animegan sample` (or `dvc repro`) so one score comes from one generator"
+        )
 
 
 def default_out(folder: Path) -> Path:

@@ -31,13 +31,14 @@ log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.pt"
 GRID_FILE = "samples_grid.png"
+METRICS_FILE = "sample.json"  # also says which generator drew the samples: evaluate checks it
 GRID_COUNT = 64  # the first images of the submission, in the preview
 
 
 def run(params: Params) -> None:
     paths, sample = params.paths, params.sample
     samples, submission = Path(paths.samples), Path(paths.submission)
-    grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / "sample.json"
+    grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / METRICS_FILE
     remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator_path = Path(paths.models) / GENERATOR_FILE

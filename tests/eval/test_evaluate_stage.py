@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_project import make_project, project_params
+from eval_project import make_project, project_params, tiny_generator
 from typer.testing import CliRunner
 
 from pipeline.cartoon import cartoon_faces
 from pipeline.errors import UserError
+from pipeline.models import generator_config, save_generator
 from stages import evaluate, fid_reference, sample
 from stages.cli import app
 
@@ -99,3 +100,17 @@ def test_reference_chunks_and_kid_pool_match_a_direct_computation(
     np.testing.assert_allclose(ref.mean, stats.mean, rtol=1e-12)
     np.testing.assert_allclose(ref.cov, stats.cov, rtol=1e-9, atol=1e-12)
     assert (ref.meta["count"], ref.meta["kid_pool"], ref.meta["fid_backbone"]) == (10, 5, "untrained")
+
+
+def test_evaluate_refuses_samples_drawn_by_another_generator(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=4)
+    params = project_params(overrides)
+    sample.run(params)
+    generator = tmp_path / "models" / "generator.pt"
+    save_generator(generator, tiny_generator(seed=1), generator_config("dcgan", 8, 4, 16))  # retrained, not re-sampled
+    with pytest.raises(UserError, match=r"samples/ was drawn by another generator .* than .*generator.pt"):
+        evaluate.run(params)
+    (tmp_path / "metrics" / "sample.json").unlink()
+    with pytest.raises(UserError, match=r"sample.json does not say which generator drew"):
+        evaluate.run(params)
+    assert not (tmp_path / "metrics" / "eval.json").exists()
