@@ -179,7 +179,8 @@ def compare(
 def report(
     revs: RevsArg = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file, Markdown twin beside it (default: plots/report.html)")
+        Path | None,
+        typer.Option("--out", help="r.html or r.md: writes both r.html and r.md there (default: plots/report.html)"),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
@@ -187,13 +188,13 @@ def report(
     """One self-contained HTML report (+ Markdown twin) of the runs: metrics, samples, curves, spread."""
 
     def go() -> None:
-        from pipeline.report import build_report, write_report
+        from pipeline.report import build_report, report_paths, write_report
 
         paths = resolve(params, set_).paths
-        html_path = out or Path(paths.plots) / "report.html"
+        html_path, md_path = report_paths(out or Path(paths.plots) / "report.html")
         built = build_report(Path.cwd(), list(revs or []), paths.metrics, paths.plots)
-        write_report(built, html_path, html_path.with_suffix(".md"))
-        typer.echo(f"wrote {html_path} and {html_path.with_suffix('.md')}")
+        write_report(built, html_path, md_path)
+        typer.echo(f"wrote {html_path} and {md_path}")
 
     run_guarded(go)
 
