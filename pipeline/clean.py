@@ -153,8 +153,9 @@ def list_faces(folder: Path) -> list[str]:
     return sorted(names, key=numeric_order_key)
 
 
-def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, resample: str) -> Face:
-    """Decode, check, convert to RGB and resize one file; raise Dropped (never anything else) for a bad file."""
+def decode_rgb(path: Path, max_pixels: int, min_side: int = 1) -> tuple[Image.Image, str, bool]:
+    """Decode one image file to RGB (with its original mode and whether it had alpha); its size is checked against
+    max_pixels from the header, before any pixel is decoded. Raise Dropped (never anything else) for a bad file."""
     if path.stat().st_size == 0:
         raise Dropped("empty")
     try:
@@ -165,8 +166,7 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
             if min(w, h) < min_side:
                 raise Dropped("too_small", f"{w}x{h}")
             im.load()
-            mode, alpha = im.mode, has_alpha(im.mode, im.info)
-            rgb = to_rgb(im)
+            return to_rgb(im), im.mode, has_alpha(im.mode, im.info)
     except Dropped:
         raise
     except Image.DecompressionBombError as e:
@@ -175,6 +175,12 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
         raise Dropped("not_image") from None
     except Exception as e:  # noqa: BLE001 - damaged files make Pillow's decoders raise many types
         raise Dropped("corrupt", f"{type(e).__name__}: {one_line(e)}") from None
+
+
+def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, resample: str) -> Face:
+    """Decode, check, convert to RGB and resize one file; raise Dropped (never anything else) for a bad file."""
+    rgb, mode, alpha = decode_rgb(path, max_pixels, min_side)
+    w, h = rgb.size
     digest = hashlib.sha256(f"{w}x{h}:".encode() + rgb.tobytes()).digest()
     square = centre_square(rgb)
     if square.size != (image_size, image_size):

@@ -68,7 +68,10 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--images: no such folder {folder}")
-    images, bad = read_image_folder(folder)
+    target = Path(out) if out else default_out(folder)
+    if target.is_dir():
+        raise UserError(f"--out {target} is a folder: give the path of the JSON file to write")
+    images, bad = read_image_folder(folder, params.data.max_pixels)
     if bad:
         log.warning("%d unreadable images skipped in %s: %s", len(bad), folder, ", ".join(bad))
     if len(images) < 2:
@@ -79,7 +82,6 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     metrics["provenance"] = provenance(
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], len(images), 1, ctx["reference"], None, extra=extra
     )
-    target = Path(out) if out else default_out(folder)
     atomic_write_json(target, metrics)
     return metrics, target
 
