@@ -9,7 +9,7 @@ Usage:
     atomic_write_text(Path("metrics/data.json"), json_text)
     replace_dir(new_folder, Path("data/raw"))          # swap a fully built folder into place
     with staged_outputs() as out:                      # several outputs: all written first, then all swapped in
-        write_jpegs(images, out.folder(Path("samples"), ours=is_sample_name))
+        write_jpegs(images, out.folder(Path("samples"), ours=is_numbered_jpeg))
         out.file(Path("metrics/sample.json")).write_text(json_text(metrics))
 
 Each writes into a temporary name in the target's own folder (same filesystem, so `os.replace` is atomic)
