@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from facenet_pytorch.models.mtcnn import ONet
 from torch import nn
 
+from pipeline.atomic import torch_bytes
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.hashing import sha256_file
@@ -144,7 +145,7 @@ def save_detector(folder: Path, model: FaceClassifier, meta: dict[str, Any]) -> 
     """Write weights and meta into `folder` (the caller builds it aside and swaps it in); return weights sha256."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, folder / WEIGHTS_FILE)
+    (folder / WEIGHTS_FILE).write_bytes(torch_bytes(state))
     digest = sha256_file(folder / WEIGHTS_FILE)
     meta = {**meta, "weights_sha256": digest, "input_size": INPUT_SIZE}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")

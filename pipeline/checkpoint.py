@@ -9,7 +9,7 @@ Usage:
 
 The file is a dict of tensors and plain types, loadable with torch.load(weights_only=True). Writing goes to a
 temporary file beside the target, fsynced and renamed over it, so a kill -9 at any moment leaves either the old
-or the new checkpoint; stale temporaries from such a kill are removed by remove_stale_temporaries().
+or the new checkpoint; stale temporaries from such a kill are removed by pipeline.atomic's remove_stale_temporaries().
 The signature holds the params that shape the weights. Not in it: epochs and max_steps (a longer run continues a
 shorter one exactly: batches and latents depend only on the seed and the step), checkpointing, logging, and
 speed settings (bf16, compile, channels_last, fused_adam, deterministic).
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, torch_bytes
 from pipeline.config import TrainParams
 from pipeline.errors import UserError, one_line
 
@@ -49,7 +49,7 @@ def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(Path(path)) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        tmp.write_bytes(torch_bytes({"format": FORMAT, **state}))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -65,14 +65,3 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a checkpoint of this version (format {FORMAT}); delete it to start over")
     return state
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete `.<name>.*.tmp` files that a killed atomic write of `path` left behind."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale

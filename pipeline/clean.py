@@ -108,6 +108,25 @@ def clean_faces_file(clean_dir: str | Path) -> Path:
     return path
 
 
+def load_clean_faces(clean_dir: str | Path, image_size: int | None = None, mmap: bool = True) -> np.ndarray:
+    """clean_faces_file's array, checked: uint8 (N, S, S, 3) with N >= 1 (and S = image_size when given), memory-
+    mapped unless mmap is False; a one-line UserError for a truncated, foreign or wrong-shaped file."""
+    path = clean_faces_file(clean_dir)
+    rerun = "rerun the clean stage (`animegan clean`, or delete it and `dvc repro clean`)"
+    try:
+        faces = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npy array ({one_line(e, 120)}): {rerun}") from None
+    if not isinstance(faces, np.ndarray):  # an .npz archive under the .npy name
+        faces.close()
+        raise UserError(f"{path} is not a .npy array: {rerun}")
+    size = image_size or (faces.shape[1] if faces.ndim == 4 else 0)
+    if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[1:] != (size, size, 3) or len(faces) == 0:
+        raise UserError(f"{path} holds {faces.dtype} {faces.shape}, not uint8 (N >= 1, {size or 'S'}, "
+                        f"{size or 'S'}, 3) faces{' for data.image_size' if image_size else ''}: {rerun}")  # fmt: skip
+    return faces
+
+
 def numeric_order_key(name: str) -> tuple[int, int, str]:
     stem = Path(name).stem
     if stem.isdigit():
@@ -134,8 +153,9 @@ def list_faces(folder: Path) -> list[str]:
     return sorted(names, key=numeric_order_key)
 
 
-def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, resample: str) -> Face:
-    """Decode, check, convert to RGB and resize one file; raise Dropped (never anything else) for a bad file."""
+def decode_rgb(path: Path, max_pixels: int, min_side: int = 1) -> tuple[Image.Image, str, bool]:
+    """Decode one image file to RGB (with its original mode and whether it had alpha); its size is checked against
+    max_pixels from the header, before any pixel is decoded. Raise Dropped (never anything else) for a bad file."""
     if path.stat().st_size == 0:
         raise Dropped("empty")
     try:
@@ -146,8 +166,7 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
             if min(w, h) < min_side:
                 raise Dropped("too_small", f"{w}x{h}")
             im.load()
-            mode, alpha = im.mode, has_alpha(im.mode, im.info)
-            rgb = to_rgb(im)
+            return to_rgb(im), im.mode, has_alpha(im.mode, im.info)
     except Dropped:
         raise
     except Image.DecompressionBombError as e:
@@ -156,6 +175,12 @@ def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, res
         raise Dropped("not_image") from None
     except Exception as e:  # noqa: BLE001 - damaged files make Pillow's decoders raise many types
         raise Dropped("corrupt", f"{type(e).__name__}: {one_line(e)}") from None
+
+
+def decode_face(path: Path, image_size: int, min_side: int, max_pixels: int, resample: str) -> Face:
+    """Decode, check, convert to RGB and resize one file; raise Dropped (never anything else) for a bad file."""
+    rgb, mode, alpha = decode_rgb(path, max_pixels, min_side)
+    w, h = rgb.size
     digest = hashlib.sha256(f"{w}x{h}:".encode() + rgb.tobytes()).digest()
     square = centre_square(rgb)
     if square.size != (image_size, image_size):

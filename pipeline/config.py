@@ -14,6 +14,7 @@ interpolates too, so no output path is written twice.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,11 +23,20 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from pipeline.errors import UserError, one_line
 
+# YAML 1.1 (PyYAML) reads `1e-4` (no dot) as text; a float field takes such text as the number people mean.
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_text(value: Any) -> Any:
+    return float(value) if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()) else value
+
+
+Float = Annotated[float, BeforeValidator(_number_text)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
 
 
 def _legacy_speed_mode(value: Any) -> Any:
@@ -90,7 +100,7 @@ class TrainParams(Section):
     clip_value: PositiveFloat
     gp_lambda: NonNegFloat
     reuse_fake: bool
-    ema: Annotated[float, Field(ge=0, lt=1)]
+    ema: Annotated[Float, Field(ge=0, lt=1)]
     seed: NonNegInt
     deterministic: bool
     bf16: SpeedMode
@@ -170,6 +180,12 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"--params {path} is a folder, not a params file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read params file {path}: {e.strerror or one_line(e)}") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({one_line(e)})") from None
     if not isinstance(raw, dict):
@@ -181,12 +197,15 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
 
 def validate(raw: dict[str, Any], source: str = "params") -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
         raise UserError(f"{source}: {key}: {err['msg']}{got}") from None
+    check_runnable(params, source)
+    check_output_paths(params, source)
+    return params
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -216,3 +235,60 @@ def to_dict(params: Params) -> dict[str, Any]:
     """Plain-Python view, for YAML/JSON output and provenance."""
     return params.model_dump(mode="json")
 
+
+
+# ---------- Checks across fields: values each field takes alone but the stages cannot run or must not write ----------
+
+
+def check_runnable(params: Params, source: str = "params") -> None:
+    """UserError for values the schema takes but a stage would fail on, minutes in, with a traceback."""
+    if params.train.batch_size < 2:
+        raise UserError(f"{source}: train.batch_size: the generator's BatchNorm needs at least 2 images per batch "
+                        f"(got {params.train.batch_size})")  # fmt: skip
+    if params.sample.count < 2:
+        raise UserError(f"{source}: sample.count: evaluate needs at least 2 images for FID (got {params.sample.count})")
+    if params.eval.kid.subset_size < 2:
+        raise UserError(f"{source}: eval.kid.subset_size: KID needs at least 2 images per subset "
+                        f"(got {params.eval.kid.subset_size})")  # fmt: skip
+
+
+# How a stage writes each location: REPLACED folders are built aside and swapped in whole (whatever was in them is
+# gone), FILEs are replaced by one rename, HOLDERs only hold other outputs and are never replaced themselves.
+REPLACED, FILE, HOLDER = "replaced", "file", "holder"
+STAGE_FILES = {  # names the stages write inside the holder folders
+    "models": ("generator.pt", "checkpoint.pt"),
+    "metrics": ("data.json", "train.json", "detector.json", "sample.json", "eval.json"),
+    "plots": ("clean_preview.png", "samples_grid.png"),
+}
+
+
+def output_layout(params: Params) -> list[tuple[str, Path, str]]:
+    """(name, absolute path, how it is written) of every location a stage writes or reads, for check_output_paths."""
+    paths = params.paths
+    replaced = ("raw", "clean", "fid_reference", "detector", "samples")
+    where = [(f"paths.{k}", getattr(paths, k), REPLACED) for k in replaced]
+    where += [("paths.submission", paths.submission, FILE)]
+    where += [(f"paths.{k}", getattr(paths, k), HOLDER) for k in ("models", "metrics", "plots")]
+    where += [(f"paths.{k}/{name}", f"{getattr(paths, k)}/{name}", FILE) for k, names in STAGE_FILES.items()
+              for name in names]  # fmt: skip
+    where += [("paths.plots/train", f"{paths.plots}/train", HOLDER), ("the project folder", ".", HOLDER)]
+    where += [("eval.fid.cache_dir", params.eval.fid.cache_dir, HOLDER)]
+    url = params.data.url
+    if url.startswith("file://") or "://" not in url:
+        where.append(("data.url", url.removeprefix("file://"), FILE))
+    return [(name, Path(text).expanduser().resolve(), kind) for name, text, kind in where]
+
+
+def check_output_paths(params: Params, source: str = "params") -> None:
+    """UserError when one location would replace another: an output equal to another stage's output or input, or a
+    folder swapped in whole (or a file) that contains one. Paths are compared resolved, from the working folder."""
+    layout = output_layout(params)
+    pairs = [(a, b) for a in layout for b in layout if a[0] != b[0]]
+    for (a_name, a, a_kind), (b_name, b, b_kind) in pairs:
+        if a == b and not (a_kind == HOLDER and b_kind == HOLDER):
+            raise UserError(f"{source}: {a_name} and {b_name} are the same path ({a}): give each its own")
+    for (a_name, a, a_kind), (b_name, b, _) in pairs:
+        if a_kind != HOLDER and a in b.parents:
+            what = "is replaced whole by its stage" if a_kind == REPLACED else "is written as one file"
+            raise UserError(f"{source}: {a_name} ({a}) {what} but would hold {b_name} ({b}): "
+                            "give it a folder of its own")  # fmt: skip

@@ -7,7 +7,7 @@ Usage:
     metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
     metrics["afd_real"], metrics["afd_rel"]
     metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
-    images, bad = read_image_folder(Path("output"))   # a folder not made by the pipeline; bad files listed
+    images, bad = read_image_folder(Path("output"), max_pixels=4096 * 4096)   # any folder; bad files listed
 
 `draws` is any iterable of uint8 (N, H, W, 3) arrays, consumed one at a time so only one draw is in memory.
 `std` is the sample standard deviation over draws (ddof=1; 0.0 for a single draw): the spread a score moves by
@@ -20,15 +20,17 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipeline.afd import Detector, detection_rate
+from pipeline.clean import Dropped, decode_rgb
 from pipeline.errors import UserError
 from pipeline.fid import fid_of_features
 from pipeline.fid_reference import Reference
@@ -145,36 +147,33 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def read_image_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
+def read_image_folder(folder: Path, max_pixels: int) -> tuple[np.ndarray, list[str]]:
     """Every image file in `folder` (numeric-aware name order) as uint8 (N, H, W, 3), and the names that failed.
 
-    Images are converted to RGB; any whose size differs from the first readable image's is resized to it (bicubic),
-    so a folder of mixed sizes is still scored. Unreadable files are skipped and returned as `bad`.
-    """
+    Files are decoded as the clean stage decodes them (pipeline.clean.decode_rgb): one larger than max_pixels
+    (data.max_pixels) is refused from its header and listed as bad, like an unreadable one. Images whose size
+    differs from the most common size among them are resized to it (bicubic), so a folder of mixed sizes is
+    still scored, and one large image never makes every other one large too."""
     files = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
-    images: list[np.ndarray] = []
+    decoded: list[Image.Image] = []
     bad: list[str] = []
-    size = None
-    resized = 0
     for path in files:
         try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            rgb, _, _ = decode_rgb(path, max_pixels)
+        except (Dropped, OSError) as e:
             log.debug("%s: %s", path, e)
             bad.append(path.name)
             continue
-        if size is None:
-            size = rgb.size
-        elif rgb.size != size:
-            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
-            resized += 1
-        images.append(np.asarray(rgb))
-    if resized:
-        log.warning("%d images resized to %dx%d (the first image's size)", resized, *size)
-    if not images:
+        decoded.append(rgb)
+    if not decoded:
         return np.zeros((0, 1, 1, 3), np.uint8), bad
-    return np.stack(images), bad
+    size = Counter(im.size for im in decoded).most_common(1)[0][0]
+    resized = sum(im.size != size for im in decoded)
+    if resized:
+        log.warning("%d images resized to %dx%d (the most common size)", resized, *size)
+    same_size = [im if im.size == size else im.resize(size, Image.Resampling.BICUBIC) for im in decoded]
+    images = np.stack([np.asarray(im) for im in same_size])
+    return images, bad
 
 
 def _natural_key(path: Path) -> tuple[Any, ...]:

@@ -19,7 +19,6 @@ import http.client
 import logging
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from pipeline.atomic import make_temp_file
 from pipeline.errors import UserError, one_line
 from pipeline.progress import progress
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "animegan-pipeline (python urllib)"
+DOWNLOAD_KIND = "download"  # the copy is .<beside>.<random>.download.tmp: remove_stale_temporaries(beside) finds it
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,10 @@ def fetched(url: str, beside: Path, timeout_s: float) -> Iterator[Fetched]:
     beside = Path(beside)
     made = [d for d in (beside.parent, *beside.parent.parents) if not d.exists()]  # deepest first
     beside.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".download.tmp", dir=beside.parent)
-    tmp = Path(name)
+    tmp = make_temp_file(beside, DOWNLOAD_KIND)
     succeeded = False
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             digest, size = _copy(url, out, timeout_s)
         log.info("fetched %s: %d bytes, sha256 %s", url, size, digest)
         yield Fetched(path=tmp, sha256=digest, bytes=size)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import replace_dir, temp_dir_beside
+from pipeline.atomic import staged_outputs
 from pipeline.errors import UserError
 from pipeline.fid import FeatureStats
 from pipeline.inception import FEATURE_DIM, Backbone, extract_features
@@ -102,15 +101,11 @@ def compute_reference(
 
 def save_reference(ref: Reference, folder: Path, data_sha256: str) -> None:
     """Write stats.npz and meta.json into a fresh folder and swap it in: never a half-written reference."""
-    tmp = temp_dir_beside(folder)
-    try:
+    with staged_outputs() as out:
+        tmp = out.folder(folder)
         np.savez(tmp / STATS_FILE, mean=ref.mean, cov=ref.cov, kid_features=ref.kid_features)
         meta = {**ref.meta, "data_sha256": data_sha256}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     ref.meta = meta
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, torch_bytes
 from pipeline.errors import UserError, one_line
 
 MODELS = ("dcgan",)
@@ -150,7 +150,7 @@ def save_generator(path: Path, generator: nn.Module, config: dict[str, Any]) -> 
     state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(generator).state_dict().items()}
     payload = {"config": dict(config), "state_dict": state}
     with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(torch_bytes(payload))
 
 
 def load_generator(path: Path, map_location: str | torch.device = "cpu") -> Generator:

@@ -98,6 +98,17 @@ def build_report(root: str | Path, revs: list[str | None], metrics_dir: str, plo
     return Report(runs, comparison, render_html(runs, comparison), render_markdown(runs, comparison))
 
 
+def report_paths(out: Path) -> tuple[Path, Path]:
+    """The HTML report's and its Markdown twin's paths from --out: `r.html` or `r.md` both mean r.html + r.md
+    (same folder, same stem), so the two files never land on one path."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: give the report's file name (such as {out / 'report.html'})")
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise UserError(f"--out {out}: end the name in .html or .md (both r.html and r.md are written)")
+    return out.with_suffix(".html") if out.suffix.lower() == ".md" else out, out.with_suffix(".md")
+
+
 def write_report(report: Report, html_path: Path, md_path: Path) -> None:
     atomic_write_text(html_path, report.html)
     atomic_write_text(md_path, report.markdown)
@@ -313,33 +324,43 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(runs: list[RunReport], comparison: Comparison | None) -> str:
-    out = ["# Anime-face GAN report", "", f"Runs: {', '.join(_run_title(r) for r in runs)}.", ""]
+    """Markdown viewers render inline HTML: every text that comes from a run (its name, params, metrics, file
+    names) is HTML-escaped, as in the HTML report."""
+    out = ["# Anime-face GAN report", "", f"Runs: {_md(', '.join(_run_title(r) for r in runs))}.", ""]
     if comparison is not None:
         summary, tests = comparison_rows(comparison)
-        out += ["## Comparison", "", markdown_table(SUMMARY_HEADERS, summary), "", NOTE, ""]
-        out += [significance_note(comparison), "", markdown_table(TEST_HEADERS, tests), ""]
-        out += [f"> warning: {w}" for w in comparison.warnings]
+        out += ["## Comparison", "", _md_table(SUMMARY_HEADERS, summary), "", NOTE, ""]
+        out += [_md(significance_note(comparison)), "", _md_table(TEST_HEADERS, tests), ""]
+        out += [f"> warning: {_md(w)}" for w in comparison.warnings]
         out += [""] if comparison.warnings else []
     for run in runs:
-        out += [f"## {_run_title(run)}", ""]
+        out += [f"## {_md(_run_title(run))}", ""]
         if run.eval:
-            out += [markdown_table(METRIC_HEADERS, metric_rows(run)), ""]
+            out += [_md_table(METRIC_HEADERS, metric_rows(run)), ""]
         else:
             out += ["No eval.json at this revision (not evaluated yet).", ""]
         if run.curves:
             out += ["Training curves (first → last, min … max):", "", "```"]
-            width = max(len(n) for n in run.curves)
+            width = max(len(n) for n in run.curves)  # in a code block: shown as written, never rendered
             for name, pts in sorted(run.curves.items()):
                 ys = [y for _, y in pts]
                 out.append(f"{name:<{width}}  {sparkline(ys)}  {min(ys):.4g} … {max(ys):.4g}, last {ys[-1]:.4g}")
             out += ["```", ""]
         if run.pictures:
-            out += ["Sample grids (in the HTML report): " + ", ".join(f"`{p.path}`" for p in run.pictures), ""]
+            out += ["Sample grids (in the HTML report): " + ", ".join(_md(p.path) for p in run.pictures), ""]
         for title, obj in (("Training", run.train), ("Data", run.data)):
             if obj:
-                out += [f"<details><summary>{title}</summary>", "", markdown_table(["key", "value"], flatten(obj))]
+                out += [f"<details><summary>{title}</summary>", "", _md_table(["key", "value"], flatten(obj))]
                 out += ["", "</details>", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _md(text: str) -> str:
+    return escape(text, quote=False)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    return markdown_table(headers, [[_md(cell) for cell in row] for row in rows])
 
 
 def sparkline(values: list[float], width: int = 40) -> str:

@@ -4,7 +4,7 @@ Usage:
     from pipeline.sampling import generate, jpeg_roundtrip, write_jpegs, read_jpegs, write_submission
     images = generate(generator, seed=0, draw=0, count=1000, batch_size=250)   # uint8 (1000, H, W, 3)
     write_jpegs(images, Path("samples_tmp"), quality=75)                        # 1.jpg .. 1000.jpg
-    size = write_submission(Path("samples"), Path("submission.tgz"))            # flat tgz, bytes written
+    size = write_submission(Path("samples"), tmp_path)                        # flat tgz, bytes written
     images = read_jpegs(Path("samples"))                                        # decoded back, in 1..N order
     same_as_files = jpeg_roundtrip(images, quality=75)                          # what the files would decode to
 
@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.atomic import atomic_path
 from pipeline.errors import UserError
 
 _NUMBERED = re.compile(r"^(\d+)\.jpg$")
@@ -95,6 +94,11 @@ def write_jpegs(images: np.ndarray, folder: Path, quality: int) -> list[Path]:
     return paths
 
 
+def is_numbered_jpeg(name: str) -> bool:
+    """True for the names write_jpegs gives (1.jpg, 2.jpg, ...): what the samples folder may hold."""
+    return _NUMBERED.match(name) is not None
+
+
 def numbered_jpegs(folder: Path) -> list[Path]:
     """folder's 1.jpg .. N.jpg in numeric order; UserError when the numbering has gaps or the folder is missing."""
     if not folder.is_dir():
@@ -112,15 +116,14 @@ def read_jpegs(folder: Path) -> np.ndarray:
 
 def write_submission(folder: Path, target: Path) -> int:
     """Pack folder's 1.jpg .. N.jpg into a gzip tarball at its root (no folder), as the course's
-    `tar -zcf ../submission.tgz *.jpg`; byte-identical for identical files; written atomically. Returns its size."""
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for path in numbered_jpegs(folder):
-                    info = tarfile.TarInfo(path.name)
-                    info.size = path.stat().st_size
-                    info.mode = 0o644
-                    with open(path, "rb") as f:
-                        tar.addfile(info, f)
-        size = tmp.stat().st_size
-    return size
+    `tar -zcf ../submission.tgz *.jpg`; byte-identical for identical files. Returns its size. `target` is written
+    in place: give it a temporary (pipeline.atomic's staged_outputs), as the sample stage does."""
+    with open(target, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in numbered_jpegs(folder):
+                info = tarfile.TarInfo(path.name)
+                info.size = path.stat().st_size
+                info.mode = 0o644
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+    return Path(target).stat().st_size

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.atomic import remove_stale_temporaries
 from pipeline.checkpoint import (
     load_checkpoint,
-    remove_stale_temporaries,
     run_signature,
     save_checkpoint,
     signature_differences,
@@ -320,7 +320,7 @@ def _load_resumable(
     verdict: tuple[str, Any] = ("none", None)
     if dist_info.is_main:
         try:
-            for stale in remove_stale_temporaries(paths.checkpoint):
+            for stale in remove_stale_temporaries(paths.checkpoint, paths.generator):
                 log.info("removed %s, left by an interrupted checkpoint write", stale)
             state = load_checkpoint(paths.checkpoint)
             if state is not None:

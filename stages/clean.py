@@ -4,42 +4,40 @@ Usage:
     animegan clean [--set data.image_size=32]      # or: dvc repro clean
     from stages.clean import run; run(load_params("params.yaml"))
 
-The clean folder is built in a temporary folder beside it and swapped in whole; the metrics file and the preview
-(the first data.preview_count faces) are written atomically after it.
+The clean folder, the preview (the first data.preview_count faces) and metrics/data.json are written as
+temporaries first and swapped in together (pipeline.atomic's staged_outputs): a failure changes none of them.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
 from pipeline.config import Params
-from pipeline.image_grid import save_grid
+from pipeline.image_grid import grid_image
 
 
 def run(params: Params) -> None:
     paths, data = params.paths, params.data
     raw, clean = Path(paths.raw), Path(paths.clean)
-    tmp = temp_dir_beside(clean)
-    try:
+    preview_path, metrics_path = Path(paths.plots) / "clean_preview.png", Path(paths.metrics) / "data.json"
+    remove_stale_temporaries(clean, preview_path, metrics_path)
+    with staged_outputs() as out:  # the clean folder, preview and metrics change together or not at all
+        folder = out.folder(clean)
         result = clean_faces(
             raw / FACES_DIR,
-            tmp,
+            folder,
             image_size=data.image_size,
             min_side=data.min_side,
             max_pixels=data.max_pixels,
             resample=data.resample,
         )
-        replace_dir(tmp, clean)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    faces = np.load(clean / FACES_FILE, mmap_mode="r")
-    preview = faces[: data.preview_count]
-    save_grid(np.asarray(preview), Path(paths.plots) / "clean_preview.png", ncol=math.ceil(math.sqrt(len(preview))))
-    atomic_write_json(Path(paths.metrics) / "data.json", data_metrics(result, read_source_info(raw)))
+        preview = np.array(np.load(folder / FACES_FILE, mmap_mode="r")[: data.preview_count])
+        grid = grid_image(preview, ncol=math.ceil(math.sqrt(len(preview))))
+        grid.save(out.file(preview_path), format="PNG")
+        metrics = data_metrics(result, read_source_info(raw))
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")

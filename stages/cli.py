@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from pipeline.atomic import DISK_ERRORS
 from pipeline.config import Params, load_params, to_dict
 from pipeline.errors import UserError, one_line
 
@@ -55,6 +56,10 @@ def run_guarded(fn: Callable[[], object]) -> None:
         fn()
     except UserError as e:
         raise fail(one_line(e)) from None
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:  # a full disk or a read-only folder is the user's to fix; the rest are bugs
+            raise
+        raise fail(f"cannot write {e.filename or 'an output'}: {DISK_ERRORS[e.errno]}") from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
@@ -174,7 +179,8 @@ def compare(
 def report(
     revs: RevsArg = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file, Markdown twin beside it (default: plots/report.html)")
+        Path | None,
+        typer.Option("--out", help="r.html or r.md: writes both r.html and r.md there (default: plots/report.html)"),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
@@ -182,13 +188,13 @@ def report(
     """One self-contained HTML report (+ Markdown twin) of the runs: metrics, samples, curves, spread."""
 
     def go() -> None:
-        from pipeline.report import build_report, write_report
+        from pipeline.report import build_report, report_paths, write_report
 
         paths = resolve(params, set_).paths
-        html_path = out or Path(paths.plots) / "report.html"
+        html_path, md_path = report_paths(out or Path(paths.plots) / "report.html")
         built = build_report(Path.cwd(), list(revs or []), paths.metrics, paths.plots)
-        write_report(built, html_path, html_path.with_suffix(".md"))
-        typer.echo(f"wrote {html_path} and {html_path.with_suffix('.md')}")
+        write_report(built, html_path, md_path)
+        typer.echo(f"wrote {html_path} and {md_path}")
 
     run_guarded(go)
 

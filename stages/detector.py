@@ -4,35 +4,33 @@ Usage:
     animegan detector [--set detector.epochs=5]      # or: dvc repro detector
 
 Reads <paths.clean>/faces.npy. Writes <paths.detector>/ (detector.pt, meta.json, holdout.npy: the held-out face
-indices, from which evaluate draws the real faces for afd_real) as one folder swapped into place, then
+indices, from which evaluate draws the real faces for afd_real) and
 <paths.metrics>/detector.json (held-out recall, false-positive rate per negative kind, threshold, training time)
 for `dvc metrics diff`.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
-from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
-from pipeline.clean import clean_faces_file
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
+from pipeline.clean import load_clean_faces
 from pipeline.config import Params
 from pipeline.detector_training import fit_detector
 
 
 def run(params: Params) -> None:
-    faces = np.load(clean_faces_file(params.paths.clean), mmap_mode="r")
+    target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / "detector.json"
+    remove_stale_temporaries(target, metrics_path)
+    faces = load_clean_faces(params.paths.clean)
     result = fit_detector(faces, params.detector, device=pick_device())
 
-    target = Path(params.paths.detector)
-    folder = temp_dir_beside(target)
-    try:
+    with staged_outputs() as out:  # the detector folder and its metrics change together or not at all
+        folder = out.folder(target)
         digest = save_detector(folder, result.model, result.meta)
         np.save(folder / HOLDOUT_FILE, result.split.holdout)
-        replace_dir(folder, target)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    atomic_write_json(Path(params.paths.metrics) / "detector.json", {**result.metrics, "weights_sha256": digest})
+        metrics = {**result.metrics, "weights_sha256": digest}
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")

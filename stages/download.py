@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pipeline.archive import extract_faces
-from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.fetch import fetched
@@ -37,6 +36,7 @@ SOURCE_FILE = "SOURCE.json"
 def run(params: Params) -> None:
     data = params.data
     raw = Path(params.paths.raw)
+    remove_stale_temporaries(raw)  # a killed download leaves its copy and staging folder beside raw
     stamp = read_source(raw)
     if stamp is None and raw.exists() and (not raw.is_dir() or any(raw.iterdir())):
         raise UserError(
@@ -52,8 +52,8 @@ def run(params: Params) -> None:
             raise UserError(
                 f"checksum mismatch for {data.url}: got sha256 {download.sha256}, data.sha256 pins {data.sha256}"
             )
-        staging = temp_dir_beside(raw)
-        try:
+        with staged_outputs() as out:
+            staging = out.folder(raw)
             unpacked = extract_faces(
                 download.path,
                 staging,
@@ -70,10 +70,7 @@ def run(params: Params) -> None:
                 "unpacked_bytes": unpacked.bytes,
                 "pinned": bool(data.sha256),
             }
-            atomic_write_json(staging / SOURCE_FILE, source)
-            replace_dir(staging, raw)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # already gone after a successful replace
+            (staging / SOURCE_FILE).write_text(json_text(source), encoding="utf-8")
 
     log.info("%s: %d files (layout %s) from %s", raw, unpacked.files, unpacked.layout, data.url)
     if not data.sha256:

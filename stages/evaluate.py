@@ -20,6 +20,7 @@ counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +29,17 @@ from typing import Any
 import numpy as np
 
 from pipeline.afd import get_detector
-from pipeline.atomic import atomic_write_json
-from pipeline.clean import clean_faces_file
+from pipeline.atomic import atomic_write_json, remove_stale_temporaries
+from pipeline.clean import clean_faces_file, load_clean_faces
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
 from pipeline.fid_reference import array_sha256, check_reference, load_reference
+from pipeline.hashing import sha256_file
 from pipeline.models import load_generator
 from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
 from stages.fid_reference import backbone_for
-from stages.sample import GENERATOR_FILE
+from stages.sample import GENERATOR_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ EVAL_FILE = "eval.json"
 def run(params: Params) -> dict[str, Any]:
     sample = params.sample
     generator = Path(params.paths.models) / GENERATOR_FILE
+    remove_stale_temporaries(Path(params.paths.metrics) / EVAL_FILE)
     if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
+    check_samples_generator(params)
     ctx = _context(params)
     draws = _draws(params, ctx["backbone"].device)
     metrics = _score(params, ctx, draws)
@@ -64,7 +68,10 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--images: no such folder {folder}")
-    images, bad = read_image_folder(folder)
+    target = Path(out) if out else default_out(folder)
+    if target.is_dir():
+        raise UserError(f"--out {target} is a folder: give the path of the JSON file to write")
+    images, bad = read_image_folder(folder, params.data.max_pixels)
     if bad:
         log.warning("%d unreadable images skipped in %s: %s", len(bad), folder, ", ".join(bad))
     if len(images) < 2:
@@ -75,9 +82,29 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     metrics["provenance"] = provenance(
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], len(images), 1, ctx["reference"], None, extra=extra
     )
-    target = Path(out) if out else default_out(folder)
     atomic_write_json(target, metrics)
     return metrics, target
+
+
+def check_samples_generator(params: Params) -> None:
+    """UserError unless the samples (draw 0) were drawn by the generator.pt that draws the other draws, as
+    metrics/sample.json records: after retraining without re-sampling, one score would mix two generators."""
+    generator = Path(params.paths.models) / GENERATOR_FILE
+    if not generator.is_file():  # eval.repeats == 1: only the samples are scored
+        return
+    stamp, samples = Path(params.paths.metrics) / METRICS_FILE, params.paths.samples
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8")).get("generator_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        raise UserError(f"{stamp} does not say which generator drew {samples}/: rerun `animegan sample`")
+    current = sha256_file(generator)
+    if recorded != current:
+        raise UserError(
+            f"{samples}/ was drawn by another generator (sha256 {recorded[:12]}...) than {generator} "
+            f"({current[:12]}...): rerun `animegan sample` (or `dvc repro`) so one score comes from one generator"
+        )
 
 
 def default_out(folder: Path) -> Path:
@@ -105,8 +132,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _context(params: Params) -> dict[str, Any]:
+    faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
-    faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)
     backbone = backbone_for(params)
     folder = Path(params.paths.fid_reference)

@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from pipeline.clean import clean_faces_file
+from pipeline.atomic import remove_stale_temporaries
+from pipeline.clean import clean_faces_file, load_clean_faces
 from pipeline.config import Params
 from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
 from pipeline.inception import load_backbone
@@ -32,8 +31,9 @@ def backbone_for(params: Params):
 
 def run(params: Params) -> None:
     fid, kid = params.eval.fid, params.eval.kid
+    remove_stale_temporaries(Path(params.paths.fid_reference))
+    faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
-    faces = np.load(faces_path, mmap_mode="r")
     data_sha256 = array_sha256(faces_path)
     backbone = backbone_for(params)
     folder = Path(params.paths.fid_reference)

@@ -4,8 +4,9 @@ Usage:
     animegan sample [--set sample.count=100 --set sample.jpeg_quality=90]     # or: dvc repro sample
     from stages.sample import run; run(load_params("params.yaml"))
 
-Image i depends only on (sample.seed, i) (see pipeline.sampling). The samples folder is built beside its target
-and swapped in whole after the tarball is written from it, so samples/ and submission.tgz always match.
+Image i depends only on (sample.seed, i) (see pipeline.sampling). The samples folder, the tarball, the grid and
+metrics/sample.json are all written as temporaries first and swapped in together (pipeline.atomic's
+staged_outputs), so they always match: a failure (a full disk, a read-only metrics/) changes none of them.
 A tarball over sample.max_submission_mb is not an error: the stage logs a warning naming the size and the fix
 (lower sample.jpeg_quality) and records `over_limit: true` in metrics/sample.json, because the samples are still
 what evaluate should score; the course's upload would refuse the file.
@@ -15,53 +16,46 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from pathlib import Path
 
 import torch
 
-from pipeline.atomic import atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.config import Params
 from pipeline.hashing import sha256_file
-from pipeline.image_grid import save_grid
+from pipeline.image_grid import grid_image
 from pipeline.models import load_generator
-from pipeline.sampling import generate, write_jpegs, write_submission
+from pipeline.sampling import generate, is_numbered_jpeg, write_jpegs, write_submission
 
 log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.pt"
 GRID_FILE = "samples_grid.png"
+METRICS_FILE = "sample.json"  # also says which generator drew the samples: evaluate checks it
 GRID_COUNT = 64  # the first images of the submission, in the preview
 
 
 def run(params: Params) -> None:
     paths, sample = params.paths, params.sample
+    samples, submission = Path(paths.samples), Path(paths.submission)
+    grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / METRICS_FILE
+    remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator_path = Path(paths.models) / GENERATOR_FILE
     generator = load_generator(generator_path, map_location=device)
     images = generate(generator, sample.seed, draw=0, count=sample.count, batch_size=sample.batch_size, device=device)
 
-    samples, submission = Path(paths.samples), Path(paths.submission)
-    tmp = temp_dir_beside(samples)
-    try:
-        write_jpegs(images, tmp, sample.jpeg_quality)
-        size = write_submission(tmp, submission)
-        replace_dir(tmp, samples)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
     preview = images[:GRID_COUNT]
-    save_grid(preview, Path(paths.plots) / GRID_FILE, ncol=math.ceil(math.sqrt(len(preview))))
-    mb = size / 1e6
-    over = mb > sample.max_submission_mb
-    if over:
-        log.warning(
-            "%s is %.2f MB, over sample.max_submission_mb=%.2f (the course refuses it): lower sample.jpeg_quality",
-            submission, mb, sample.max_submission_mb,
-        )  # fmt: skip
-    atomic_write_json(
-        Path(paths.metrics) / "sample.json",
-        {
+    with staged_outputs() as out:  # samples, tarball, grid and metrics change together or not at all
+        folder = out.folder(samples, ours=is_numbered_jpeg)
+        write_jpegs(images, folder, sample.jpeg_quality)
+        size = write_submission(folder, out.file(submission))
+        grid_image(preview, ncol=math.ceil(math.sqrt(len(preview)))).save(
+            out.file(grid_path), format="PNG"
+        )
+        mb = size / 1e6
+        over = mb > sample.max_submission_mb
+        metrics = {
             "count": sample.count,
             "seed": sample.seed,
             "jpeg_quality": sample.jpeg_quality,
@@ -71,6 +65,11 @@ def run(params: Params) -> None:
             "max_submission_mb": sample.max_submission_mb,
             "over_limit": over,
             "generator_sha256": sha256_file(generator_path),
-        },
-    )
+        }
+        out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")
+    if over:
+        log.warning(
+            "%s is %.2f MB, over sample.max_submission_mb=%.2f (the course refuses it): lower sample.jpeg_quality",
+            submission, mb, sample.max_submission_mb,
+        )  # fmt: skip
     log.info("wrote %d samples to %s and %s (%.2f MB)", len(images), samples, submission, mb)

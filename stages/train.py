@@ -17,12 +17,9 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-
-from pipeline.atomic import atomic_write_json
-from pipeline.clean import clean_faces_file
+from pipeline.atomic import atomic_write_json, remove_stale_temporaries
+from pipeline.clean import load_clean_faces
 from pipeline.config import Params
-from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +37,7 @@ def run(params: Params) -> None:
     from pipeline.training import TrainPaths, train_gan
 
     paths = params.paths
-    faces = load_faces(clean_faces_file(paths.clean), params.data.image_size)
+    faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)
     models = Path(paths.models)
     dist_info = init_distributed()
     try:
@@ -52,19 +49,10 @@ def run(params: Params) -> None:
             make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
         )
         if dist_info.is_main:
+            remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
             write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
     finally:
         dist_info.close()
-
-
-def load_faces(path: Path, image_size: int) -> np.ndarray:
-    faces = np.load(path)
-    if faces.ndim != 4 or faces.shape[1:] != (image_size, image_size, 3) or faces.dtype != np.uint8:
-        raise UserError(
-            f"{path} holds {faces.dtype} {faces.shape}, not uint8 (N, {image_size}, {image_size}, 3) for "
-            "data.image_size: rerun the clean stage"
-        )
-    return faces
 
 
 def write_metrics_if_changed(path: Path, summary: dict) -> None:

@@ -1,10 +1,16 @@
 """Atomic writes: the old content survives a failed write, and results get normal permissions."""
 
+import errno
+import json
 import os
+import resource
 
 import pytest
+import torch
 
 from pipeline.atomic import atomic_path, atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.checkpoint import save_checkpoint
+from pipeline.errors import UserError
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -36,6 +42,55 @@ def test_replace_dir_swaps_whole_folders(tmp_path):
     (target / "old.txt").write_text("old")
     new = temp_dir_beside(target)
     (new / "new.txt").write_text("new")
-    replace_dir(new, target)
+    replace_dir(new, target, ours=lambda name: name.endswith(".txt"))
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_replace_dir_never_swaps_away_files_the_stage_does_not_write(tmp_path):
+    target = tmp_path / "models"  # what `--set paths.detector=models` pointed the detector stage at
+    target.mkdir()
+    (target / "generator.pt").write_bytes(b"weights")
+    (target / "detector.pt").write_bytes(b"old detector")
+    new = temp_dir_beside(target)
+    (new / "detector.pt").write_bytes(b"new detector")
+    with pytest.raises(UserError, match=r"models holds generator.pt, which this stage does not write"):
+        replace_dir(new, target)
+    kept = {p.name: p.read_bytes() for p in target.iterdir()}
+    assert kept == {"generator.pt": b"weights", "detector.pt": b"old detector"}
+    file_target = tmp_path / "report.html"
+    file_target.write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        replace_dir(new, file_target)
+    assert file_target.read_text() == "x"
+
+
+def test_a_checkpoint_write_past_the_file_size_limit_is_a_user_error_and_keeps_the_old_one(tmp_path):
+    # RLIMIT_FSIZE makes the kernel refuse writes past the limit with EFBIG (Python ignores SIGXFSZ): a real failed
+    # write, standing in for a full disk. torch's zip writer used to turn it into a RuntimeError.
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "weights": torch.zeros(10)})
+    old = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(UserError, match=r"cannot write .*checkpoint.pt.*: file too large"):
+            save_checkpoint(path, {"step": 2, "weights": torch.zeros(100_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_no_space_left_is_a_user_error_naming_the_file_and_nothing_is_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "metrics" / "eval.json"
+    atomic_write_json(target, {"old": 1})
+
+    def full_disk(fd):  # stands in for a full disk: ext4 and NFS may report ENOSPC only when the data is flushed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(UserError, match=r"cannot write .*eval.json: no space left on the device"):
+        atomic_write_json(target, {"new": 2})
+    assert json.loads(target.read_text()) == {"old": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["eval.json"]

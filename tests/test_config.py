@@ -74,3 +74,65 @@ def test_cli_bad_param_is_one_line_exit_2_and_dry_run_prints_resolved(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert yaml.safe_load(dry.stdout)["data"]["image_size"] == 32
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_numbers_as_people_write_them_are_accepted_for_float_fields_only(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 without a dot as the text "1e-4"
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["train"]["lr_g"] = yaml.safe_load("1e-4")
+    assert raw["train"]["lr_g"] == "1e-4"
+    written = tmp_path / "params.yaml"
+    written.write_text(PARAMS.read_text().replace("lr_g: 1.0e-4", "lr_g: 1e-4"))
+    assert load_params(written).train.lr_g == 1e-4
+    p = load_params(PARAMS, ["train.lr_d=2e-4", "train.ema=5E-1", "train.betas=[0, 9e-1]", "detector.lr=3e-3"])
+    assert (p.train.lr_d, p.train.ema, p.train.betas, p.detector.lr) == (2e-4, 0.5, [0.0, 0.9], 3e-3)
+    for override, needle in (("train.epochs=1e3", "valid integer"), ("train.lr_g=fast", "valid number"),
+                             ("train.lr_g=-1e-4", "greater than 0")):
+        with pytest.raises(UserError, match=needle):
+            load_params(PARAMS, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("paths.detector=models", "paths.detector and paths.models are the same path"),
+        ("paths.samples=data", "paths.samples (" ),
+        ("paths.samples=.", "paths.samples and the project folder are the same path"),
+        ("paths.clean=data", "paths.clean ("),
+        ("paths.fid_reference=data/clean", "paths.clean and paths.fid_reference are the same path"),
+        ("paths.submission=models/generator.pt", "paths.submission and paths.models/generator.pt are the same path"),
+        ("paths.submission=models", "paths.submission and paths.models are the same path"),
+        ("paths.metrics=samples/m", "paths.samples ("),
+        ("paths.raw=plots/train", "paths.raw and paths.plots/train are the same path"),
+    ],
+)
+def test_an_output_path_that_would_replace_another_is_refused(tmp_path, monkeypatch, override, needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        load_params(PARAMS, [override])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_default_layout_and_separate_folders_are_valid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    load_params(PARAMS)  # models/detector beside models/generator.pt, data/raw beside data/clean
+    load_params(PARAMS, ["paths.samples=out/samples", "paths.detector=detector", "paths.metrics=plots"])
+
+
+def test_cli_refuses_an_output_path_over_other_outputs_before_any_work(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "generator.pt").write_bytes(b"g")
+    (models / "checkpoint.pt").write_bytes(b"c")
+    for folder in ("raw/faces", "clean"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    (tmp_path / "data" / "clean" / "faces.npy").write_bytes(b"faces")
+    before = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*"))
+    for stage, override in (("detector", "paths.detector=models"), ("sample", "paths.samples=data")):
+        done = subprocess.run([sys.executable, "-m", "stages.cli", stage, "--params", str(PARAMS), "--set", override],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        key = override.split("=")[0]
+        assert len(done.stderr.strip().splitlines()) == 1 and key in done.stderr
+    after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*"))
+    assert after == before

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_project import make_project, project_params
+from eval_project import make_project, project_params, tiny_generator
+from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.cartoon import cartoon_faces
 from pipeline.errors import UserError
+from pipeline.evaluation import read_image_folder
+from pipeline.models import generator_config, save_generator
 from stages import evaluate, fid_reference, sample
 from stages.cli import app
 
@@ -139,3 +142,44 @@ def test_eval_provenance_names_the_backbone_the_reference_was_made_with(project:
     p = metrics["provenance"]
     assert p["weights_sha256"] == meta["weights_sha256"] and len(p["weights_sha256"]) == 64
     assert p["calibration_seed"] == meta["calibration_seed"] == 0
+def test_evaluate_refuses_samples_drawn_by_another_generator(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=4)
+    params = project_params(overrides)
+    sample.run(params)
+    generator = tmp_path / "models" / "generator.pt"
+    save_generator(generator, tiny_generator(seed=1), generator_config("dcgan", 8, 4, 16))  # retrained, not re-sampled
+    with pytest.raises(UserError, match=r"samples/ was drawn by another generator .* than .*generator.pt"):
+        evaluate.run(params)
+    (tmp_path / "metrics" / "sample.json").unlink()
+    with pytest.raises(UserError, match=r"sample.json does not say which generator drew"):
+        evaluate.run(params)
+    assert not (tmp_path / "metrics" / "eval.json").exists()
+
+
+def test_evaluate_images_bounds_pixels_as_clean_does_and_never_enlarges_the_rest(
+    project: tuple[Path, list[str]],
+) -> None:
+    root, overrides = project
+    folder = root / "with_a_huge_png"
+    shutil.copytree(root / "samples", folder)
+    Image.new("RGB", (4000, 4000), (200, 120, 40)).save(folder / "0.png")  # first in name order
+    sets = [a for o in [*overrides, "data.max_pixels=1000000"] for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["evaluate", "--images", str(folder), *sets])
+    assert result.exit_code == 0, result.output
+    m = json.loads((root / "with_a_huge_png-eval.json").read_text())
+    assert m["provenance"]["bad_images"] == ["0.png"] and m["provenance"]["image_count"] == 8
+
+    images, bad = read_image_folder(folder, max_pixels=4096 * 4096)  # under the default bound: scored, made small
+    assert bad == [] and images.shape == (9, 16, 16, 3)
+
+
+def test_evaluate_images_refuses_an_out_path_that_is_a_folder(project: tuple[Path, list[str]]) -> None:
+    root, overrides = project
+    out = root / "results"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    sets = [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["evaluate", "--images", str(root / "samples"), "--out", str(out), *sets])
+    assert result.exit_code == 2
+    assert "is a folder: give the path of the JSON file" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

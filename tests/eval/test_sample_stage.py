@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_project import make_project, project_params, tiny_generator
+from eval_project import REPO, make_project, project_params, tiny_generator
 
+from pipeline.atomic import make_temp_file
+from pipeline.errors import UserError
 from pipeline.sampling import generate, jpeg_roundtrip, latents, read_jpegs
 from stages import sample
 
@@ -66,3 +75,95 @@ def test_oversized_submission_is_reported_not_fatal(tmp_path: Path, caplog: pyte
     assert metrics["over_limit"] is True
     assert any("over sample.max_submission_mb" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "submission.tgz").is_file()
+
+
+def test_sample_stage_never_replaces_a_samples_folder_holding_files_it_did_not_write(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=4)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "1.jpg").write_bytes(b"an old sample")  # what the stage writes: may be replaced
+    (samples / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds notes.txt, which this stage does not write"):
+        sample.run(project_params(overrides))
+    assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "notes.txt"]
+    assert (samples / "1.jpg").read_bytes() == b"an old sample"
+    (samples / "notes.txt").unlink()
+    sample.run(project_params(overrides))
+    assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every file and folder under root (hidden temporaries too) with its bytes: equal means untouched."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_a_file_size_limit_while_writing_the_tarball_is_one_line_and_changes_no_output(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE (ulimit -f) makes the kernel refuse a write past the limit with EFBIG, as a full disk refuses
+    # one with ENOSPC: a real failed write of the real stage, without root or a small filesystem.
+    overrides = make_project(tmp_path, sample_count=40)
+    sample.run(project_params(overrides))
+    before = _tree(tmp_path)
+    limit = max(p.stat().st_size for p in (tmp_path / "samples").iterdir()) + 512  # every JPEG fits, the tgz not
+    assert (tmp_path / "submission.tgz").stat().st_size > limit
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    args = [a for o in [*overrides, "sample.seed=1"] for a in ("--set", o)]
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "sample", "--params", str(REPO / "params.yaml"), *args],
+        capture_output=True, text=True, cwd=REPO, preexec_fn=small_files,  # noqa: PLW1509 - only sets a limit
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: cannot write") and "file too large" in lines[-1], done.stderr
+    assert "Traceback" not in done.stderr
+    assert _tree(tmp_path) == before  # samples, tarball, grid and sample.json all as they were, no temporaries
+
+
+def test_a_read_only_metrics_folder_changes_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = make_project(tmp_path, sample_count=6)
+    sample.run(project_params(overrides))
+    before = _tree(tmp_path)
+    metrics = tmp_path / "metrics"
+    metrics.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into a read-only folder anyway: refuse creating files there as the OS would
+        real_open = os.open
+
+        def read_only_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202
+            if Path(path).parent == metrics and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", read_only_open)
+    try:
+        with pytest.raises(UserError, match=r"cannot write .*metrics.*permission denied"):
+            sample.run(project_params([*overrides, "sample.seed=1"]))
+    finally:
+        metrics.chmod(0o755)
+    assert _tree(tmp_path) == before
+
+
+def test_a_sample_run_killed_mid_write_leaves_temporaries_the_next_run_removes(tmp_path: Path) -> None:
+    overrides = make_project(tmp_path, sample_count=1500)  # enough JPEGs to kill the stage while it writes them
+    args = [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.cli", "sample", "--params", str(REPO / "params.yaml"), *args],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".samples.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    make_temp_file(tmp_path / "submission.tgz")  # what a kill while the tarball is written leaves, named as its writer
+    make_temp_file(tmp_path / "metrics" / "sample.json")
+    assert sum(p.name.startswith(".") for p in tmp_path.iterdir()) == 2
+
+    sample.run(project_params([*overrides, "sample.count=5"]))
+    hidden = [p for p in [*tmp_path.iterdir(), *(tmp_path / "metrics").iterdir()] if p.name.startswith(".")]
+    assert hidden == []
+    assert len(list((tmp_path / "samples").iterdir())) == 5

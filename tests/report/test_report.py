@@ -111,3 +111,33 @@ def test_renders_in_headless_chromium_and_images_decode(report, tmp_path: Path) 
     assert len(probe["images"]) == 3
     assert all(ok and w > 0 and h > 0 for ok, w, h in probe["images"]), probe["images"]
     assert len(probe["charts"]) == 9 and all(w > 0 for w in probe["charts"])
+
+
+def test_cli_out_ending_in_md_writes_both_files_and_a_folder_is_refused(
+    exp_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(exp_repo)
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r.md"), "--params", PROJECT_PARAMS])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "r.md").read_text().startswith("# Anime-face GAN report")  # not the HTML over it
+    for out, needle in ((tmp_path, "is a folder"), (tmp_path / "r.txt", "end the name in .html or .md")):
+        result = CliRunner().invoke(app, ["report", "--out", str(out), "--params", PROJECT_PARAMS])
+        assert result.exit_code == 2 and needle in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.md"]
+
+
+def test_markdown_escapes_run_names_and_params_text_as_the_html_does(tmp_path: Path, shell) -> None:
+    evil_branch, evil_url = "<script>alert(1)</script>", "<svg onload=alert(2)>"
+    shell(tmp_path, "git", "init", "-q", "-b", "main")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "train.json").write_text(json.dumps({"steps": 10, "note": "<b>x</b>"}))
+    (tmp_path / "metrics" / "data.json").write_text(json.dumps({"source": {"url": evil_url}, "kept": 5}))
+    shell(tmp_path, "git", "add", "-A")
+    shell(tmp_path, "git", "commit", "-q", "-m", "run")
+    shell(tmp_path, "git", "branch", evil_branch)
+    built = build_report(tmp_path, [evil_branch], metrics_dir="metrics", plots_dir="plots")
+    for text in (built.markdown, built.html):
+        assert "<script" not in text and "<svg" not in text and "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in built.markdown
+    assert "&lt;svg onload=alert(2)&gt;" in built.markdown

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, tiny_params, write_faces
 
+from pipeline.atomic import make_temp_file
 from stages import train as train_stage
 
 # 192 steps: a wide window for the kill even when a loaded machine makes polling slow
@@ -42,8 +43,8 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
     killed_at = checkpoint_step(ckpt)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 2 <= killed_at < TOTAL
-    # what a kill inside torch.save leaves: a partial temporary beside the checkpoint
-    stale = ckpt.with_name(".checkpoint.pt.x1y2z3.tmp")
+    # what a kill inside torch.save leaves: a partial temporary beside the checkpoint, named as the writer names it
+    stale = make_temp_file(ckpt)
     stale.write_bytes(ckpt.read_bytes()[:100])
 
     with caplog.at_level(logging.INFO, logger="pipeline.training"):
