@@ -59,7 +59,8 @@ class DataParams(Section):
 
 
 class TrainParams(Section):
-    model: Literal["dcgan"]
+    model: Literal["dcgan", "r3gan"]
+    r3gan_preset: Literal["paper", "small", "tiny"]
     loss: Literal["gan", "wgan", "wgan-gp", "hinge", "rpgan"]
     critic_norm: Literal["batch", "instance", "none"]
     spectral_norm: bool

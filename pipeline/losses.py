@@ -71,7 +71,7 @@ def zero_centred_penalty(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     Differentiable (create_graph): its gradient w.r.t. the critic's weights needs the second derivative, so
     `critic` must be the plain module (DDP and compiled graphs cannot differentiate twice)."""
-    x = x.detach().float().requires_grad_(True)
+    x = (x.detach().float() if x.dtype.itemsize < 4 else x.detach()).requires_grad_(True)  # float64 stays
     with torch.autocast(device_type=x.device.type, enabled=False):
         scores = critic(x).float()
     (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)

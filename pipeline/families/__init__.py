@@ -2,7 +2,7 @@
 
 Usage:
     from pipeline.families import Nets, family_for
-    family = family_for(params.train, image_size=64)   # train.model picks the module: dcgan, ...
+    family = family_for(params.train, image_size=64)   # train.model picks the module: dcgan, r3gan
     g, d = family.build()                              # plain modules, initialised from the global RNG
     family.generator_config()                          # what generator.pt records (pipeline.models loads it)
     opt_g, opt_d = family.optimizers(g, d, fused=False)
@@ -159,7 +159,7 @@ FAMILIES: dict[str, type[Family]] = {}
 
 
 def family_for(params: TrainParams, image_size: int, images_per_step: int = 1) -> Family:
-    from pipeline.families import dcgan  # noqa: F401  (each module registers itself)
+    from pipeline.families import dcgan, r3gan  # noqa: F401  (each module registers itself)
 
     if params.model not in FAMILIES:
         raise UserError(f"train.model: expected one of {sorted(FAMILIES)}, got {params.model!r}")
