@@ -7,10 +7,12 @@ Usage:
     summary["images_per_s"], summary["loss_d"], summary["steps"]
 
 A step is train.n_critic critic updates (one batch each) and one generator update. An epoch is
-(N // batch_size) // n_critic steps, so every batch is full. Batches, latents and the gradient penalty's mixing
-weights are drawn from generators seeded by (seed, epoch) or (seed, step, rank): where a run resumes does not
-change what it draws, so 2 steps + resume + 2 steps equals 4 steps bit for bit on CPU, and a longer run
-(more epochs) continues a finished shorter one exactly.
+(N // batch_size) // n_critic steps, so every batch is full. Batches, latents, flips and the gradient penalty's
+mixing weights are drawn from generators seeded by (seed, epoch) or (seed, step, rank), and the scheduled lr, beta2
+and gamma are functions of the step: where a run resumes does not change what it draws or uses, so 2 steps +
+resume + 2 steps equals 4 steps bit for bit on CPU, and a longer run (more epochs) continues a finished shorter
+one exactly. What a step does is the model family's (pipeline.families: networks, losses, penalties, schedules);
+this module owns the bookkeeping: plan, resume, wrappers, logging, checkpoints.
 
 With train.reuse_fake the generator step scores the fake batch of the last critic step instead of drawing a
 new one (the course draws a fresh G(z)); the critic sees that batch detached (the course's D step forgets
