@@ -1,8 +1,8 @@
 """Model race on real faces: the course's DCGAN and WGAN-GP against rpgan + R1 + EMA ramp-up and r3gan-tiny.
 
 Usage:
-    python bench/model_race.py [--zip ../shared/data/anime-faces-5k.zip] [--size 32] [--images 4800]
-        [--points 3] [--seeds 1 2 3] [--samples 64] [--reference 500] [--jobs 2]
+    python bench/model_race.py [--zip ../shared/data/anime-faces-5k.zip] [--size 32] [--images 1920]
+        [--points 2] [--seeds 1 2 3] [--samples 32] [--reference 256] [--detector-faces 800] [--jobs 3]
         [--models dcgan wgan-gp dcgan-rpgan-r1 r3gan-tiny] [--work /tmp/model_race] [--out bench/results]
 
 Each model trains with each seed on the zip's faces (resized to --size) through pipeline.training.train_gan,
@@ -17,6 +17,8 @@ are within the fastest model's median total, +10%). With few samples, FID is bia
 every model at equal --samples); KID is not. The tables go to --out/model_race.md, every point to
 model_race.json, and FID against images seen and against seconds to model_race.png. The runs share the
 machine (--jobs processes, one torch thread each): seconds depend on its load, printed with the figures.
+The defaults fit about 40 minutes on 2 cores shared with other work (load average near 20): a budget that
+shows early training only; on a machine of its own, raise --images (and --samples) for a real race.
 """
 
 from __future__ import annotations
@@ -296,13 +298,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--zip", type=Path, default=REPO.parent.parent / "shared" / "data" / "anime-faces-5k.zip")
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--images", type=int, default=4800, help="real images seen by every run (equal-images budget)")
-    ap.add_argument("--points", type=int, default=3, help="scored points per run, evenly spaced in images")
+    ap.add_argument("--images", type=int, default=1920, help="real images seen by every run (equal-images budget)")
+    ap.add_argument("--points", type=int, default=2, help="scored points per run, evenly spaced in images")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--samples", type=int, default=64, help="generated images scored per point")
-    ap.add_argument("--reference", type=int, default=500, help="real faces in the FID/KID reference")
-    ap.add_argument("--detector-faces", type=int, default=1500, help="faces the AFD detector trains on (2 epochs)")
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=32, help="generated images scored per point")
+    ap.add_argument("--reference", type=int, default=256, help="real faces in the FID/KID reference")
+    ap.add_argument("--detector-faces", type=int, default=800, help="faces the AFD detector trains on (2 epochs)")
+    ap.add_argument("--jobs", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/model_race"))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
