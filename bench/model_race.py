@@ -308,6 +308,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/model_race"))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--report-only", action="store_true", help="tables and plot from the runs finished in --work")
     args = ap.parse_args()
     if not args.zip.is_file():
         args.zip = Path("/work/shared/data/anime-faces-5k.zip")
@@ -315,6 +316,11 @@ def main() -> None:
     args.data_sha256 = hashlib.sha256(args.zip.read_bytes()).hexdigest()
     os.environ.update(OMP_NUM_THREADS="1", ANIMEGAN_PROGRESS="0")
     started, load_before = time.perf_counter(), os.getloadavg()
+    if args.report_only:
+        points = [p for f in sorted((args.work / "runs").glob("*/points.json")) for p in json.loads(f.read_text())]
+        points = [p for p in points if p["model"] in args.models and p["seed"] in args.seeds]
+        points.sort(key=lambda p: (args.models.index(p["model"]), p["seed"], p["point"]))
+        return report(args, points, float("nan"), load_before)
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         pool.map(setup_task, [("reference", args), ("detector", args)])
         print(f"reference and detector ready after {time.perf_counter() - started:.0f} s", flush=True)
