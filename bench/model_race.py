@@ -234,7 +234,7 @@ def equal_wall_points(points: list[dict[str, Any]], models: list[str]) -> tuple[
         for seed in sorted({p["seed"] for p in points if p["model"] == m}):
             run = [p for p in points if p["model"] == m and p["seed"] == seed]
             within = [p for p in run if p["train_s"] <= budget]
-            group.append(within[-1] if within else run[0])
+            group.append(within[-1] if within else {**run[0], "over_budget": True})
         groups.append(group)
     return budget / 1.1, groups
 
@@ -247,7 +247,7 @@ def table(groups: list[list[dict[str, Any]]]) -> str:
             v = [p["eval"][key]["mean"] for p in group]
             return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.{digits}f}"
 
-        images = "/".join(str(p["images"]) for p in group)
+        images = "/".join(str(p["images"]) + ("*" if p.get("over_budget") else "") for p in group)
         seconds = "/".join(f"{p['train_s']:.0f}" for p in group)
         rows.append(f"| {group[0]['model']} | {images} | {seconds} | {cell('fid', 2)} | {cell('kid', 4)} | "
                     f"{cell('afd', 3)} |")  # fmt: skip
@@ -337,13 +337,20 @@ def report(args: argparse.Namespace, points: list[dict[str, Any]], wall: float, 
     by_model = [[p for p in points if p["model"] == m and p["point"] == last] for m in args.models]
     budget, at_wall = equal_wall_points(points, args.models)
     load = os.getloadavg()
+    timing = (
+        f"Total {wall / 60:.1f} min on {os.cpu_count()} CPU cores, {args.jobs} runs at a time, one torch thread each; "
+        f"load average {load_before[0]:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end."
+    )
+    previous = args.out / "model_race.md"
+    if wall != wall and previous.is_file():  # --report-only: keep the timing line of the run that made the points
+        timing = previous.read_text().splitlines()[1]
     lines = [
         f"# Model race: {len(args.seeds)} seeds, {args.size} px, {args.images} real images, {args.samples} samples "
         f"scored per point against {args.reference} real faces (untrained Inception; anime detector trained here)",
-        f"Total {wall / 60:.1f} min on {os.cpu_count()} CPU cores, {args.jobs} runs at a time, one torch thread each; "
-        f"load average {load_before[0]:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end.",
+        timing,
         "", f"## Equal images seen ({args.images})", "", table(by_model), "", compare(repo, by_model),
-        f"## Equal wall-clock (each run's last point within {budget:.0f} s of training)", "", table(at_wall), "",
+        f"## Equal wall-clock (each run's last point within {budget:.0f} s of training)", "", table(at_wall),
+        "", "\\* no point within the budget: the run's first point, trained longer than the budget.", "",
         compare(repo, at_wall),
     ]  # fmt: skip
     text = "\n".join(lines)
