@@ -69,8 +69,8 @@ class PlainStep:
     """One critic step and one generator step of `model`; call it with a real batch."""
 
     def __init__(self, model: str, image_size: int, device: torch.device, bf16: bool, channels_last: bool,
-                 compile_backend: str | None) -> None:  # fmt: skip
-        self.r3gan = model.startswith("r3gan")
+                 compile_backend: str | None, penalties: bool = True) -> None:  # fmt: skip
+        self.r3gan, self.penalties = model.startswith("r3gan"), penalties
         g, d, self.z_dim = build(model, image_size)
         memory = torch.channels_last if channels_last else torch.contiguous_format
         self.g, self.d = g.to(device, memory_format=memory), d.to(device, memory_format=memory)
@@ -97,7 +97,7 @@ class PlainStep:
             else:
                 loss_d = (F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
                           + F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores)))  # fmt: skip
-        if self.r3gan:
+        if self.r3gan and self.penalties:
             gamma = 1.0
             loss_d = loss_d + gamma / 2 * (zero_centred_penalty(self.d, real) + zero_centred_penalty(self.d, fake))
         self.opt_d.zero_grad(set_to_none=True)
