@@ -28,14 +28,17 @@ from pipeline.errors import UserError, one_line
 
 FORMAT = 1
 SIGNATURE_KEYS = (
-    "model", "loss", "critic_norm", "spectral_norm", "z_dim", "g_features", "d_features", "batch_size",
+    "model", "r3gan_preset", "loss", "critic_norm", "spectral_norm", "z_dim", "g_features", "d_features", "batch_size",
     "optimizer", "lr_g", "lr_d", "betas", "n_critic", "clip_value", "gp_lambda", "reuse_fake", "ema", "seed",
+    "lr_g_end", "lr_d_end", "beta2_end", "schedule_kimg", "gamma", "gamma_end", "penalties", "reg_every",
+    "ema_kimg", "ema_rampup", "flip",
 )  # fmt: skip
 
 
 def run_signature(params: TrainParams, image_size: int, data_sha256: str, data_count: int) -> dict[str, Any]:
     sig: dict[str, Any] = {f"train.{k}": getattr(params, k) for k in SIGNATURE_KEYS}
     sig["train.betas"] = list(params.betas)
+    sig["train.penalties"] = list(params.penalties)
     sig["data.image_size"] = image_size
     sig["faces.sha256"] = data_sha256
     sig["faces.count"] = data_count

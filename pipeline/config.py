@@ -82,8 +82,9 @@ class DataParams(Section):
 
 
 class TrainParams(Section):
-    model: Literal["dcgan"]
-    loss: Literal["gan", "wgan", "wgan-gp", "hinge"]
+    model: Literal["dcgan", "r3gan"]
+    r3gan_preset: Literal["paper", "small", "tiny"]
+    loss: Literal["gan", "wgan", "wgan-gp", "hinge", "rpgan"]
     critic_norm: Literal["batch", "instance", "none"]
     spectral_norm: bool
     z_dim: PositiveInt
@@ -96,11 +97,22 @@ class TrainParams(Section):
     lr_g: PositiveFloat
     lr_d: PositiveFloat
     betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    lr_g_end: PositiveFloat | None
+    lr_d_end: PositiveFloat | None
+    beta2_end: Fraction | None
+    schedule_kimg: PositiveFloat
     n_critic: PositiveInt
     clip_value: PositiveFloat
     gp_lambda: NonNegFloat
+    gamma: NonNegFloat
+    gamma_end: NonNegFloat | None
+    penalties: Annotated[list[Literal["r1", "r2"]], Field(min_length=1, max_length=2)]
+    reg_every: PositiveInt
     reuse_fake: bool
     ema: Annotated[Float, Field(ge=0, lt=1)]
+    ema_kimg: NonNegFloat
+    ema_rampup: NonNegFloat
+    flip: bool
     seed: NonNegInt
     deterministic: bool
     bf16: SpeedMode

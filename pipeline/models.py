@@ -11,6 +11,8 @@ The generator file is a plain dict {"config": {...}, "state_dict": {...}} that `
 weights_only=True)` reads; `config` holds exactly the keyword arguments of Generator plus `model`.
 Module names (l1, l2, l3) are the course notebook's, so its G_*.pth state dicts load into Generator.
 Smaller images drop the course's first up/down-sampling blocks: 64 px has 4 upsamplings from 4x4, 32 px 3, 16 px 2.
+A config with model "r3gan" holds R3Generator's arguments instead (preset, z_dim, image_size; pipeline/r3gan.py):
+    generator_config("r3gan", z_dim=64, g_features=0, image_size=64, preset="paper")
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from torch import nn
 
 from pipeline.atomic import atomic_path, torch_bytes
 from pipeline.errors import UserError, one_line
+from pipeline.r3gan import R3Generator
 
-MODELS = ("dcgan",)
+MODELS = ("dcgan", "r3gan")
 SIZES = (16, 32, 64)
 FILE_KEYS = ("model", "z_dim", "g_features", "image_size")
+R3GAN_FILE_KEYS = ("model", "preset", "z_dim", "image_size")
 
 
 def _stages(image_size: int) -> int:
@@ -118,19 +122,24 @@ def _conv_norm_lrelu(c_in: int, c_out: int, norm: str, sn: Any) -> nn.Sequential
     return nn.Sequential(sn(nn.Conv2d(c_in, c_out, 4, 2, 1)), norm_layer, nn.LeakyReLU(0.2))
 
 
-def generator_config(model: str, z_dim: int, g_features: int, image_size: int) -> dict[str, Any]:
-    """The architecture dict stored in generator.pt (plain types only)."""
+def generator_config(model: str, z_dim: int, g_features: int, image_size: int, preset: str = "") -> dict[str, Any]:
+    """The architecture dict stored in generator.pt (plain types only); r3gan keeps preset instead of g_features."""
     if model not in MODELS:
         raise UserError(f"train.model: expected one of {MODELS}, got {model!r}")
+    if model == "r3gan":
+        return {"model": model, "preset": str(preset), "z_dim": int(z_dim), "image_size": int(image_size)}
     return {"model": model, "z_dim": int(z_dim), "g_features": int(g_features), "image_size": int(image_size)}
 
 
-def build_generator(config: dict[str, Any]) -> Generator:
-    missing = [k for k in FILE_KEYS if k not in config]
+def build_generator(config: dict[str, Any]) -> nn.Module:
+    """The generator a config from generator_config describes, freshly initialised; it has .z_dim."""
+    missing = [k for k in (R3GAN_FILE_KEYS if config.get("model") == "r3gan" else FILE_KEYS) if k not in config]
     if missing:
         raise UserError(f"generator config lacks {missing}")
     if config["model"] not in MODELS:
         raise UserError(f"unknown generator model {config['model']!r}; this version knows {MODELS}")
+    if config["model"] == "r3gan":
+        return R3Generator(preset=config["preset"], image_size=config["image_size"], z_dim=config["z_dim"])
     return Generator(z_dim=config["z_dim"], g_features=config["g_features"], image_size=config["image_size"])
 
 
@@ -153,7 +162,7 @@ def save_generator(path: Path, generator: nn.Module, config: dict[str, Any]) -> 
         tmp.write_bytes(torch_bytes(payload))
 
 
-def load_generator(path: Path, map_location: str | torch.device = "cpu") -> Generator:
+def load_generator(path: Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the generator saved by save_generator, in eval mode, on map_location."""
     path = Path(path)
     if not path.is_file():

@@ -7,10 +7,12 @@ Usage:
     summary["images_per_s"], summary["loss_d"], summary["steps"]
 
 A step is train.n_critic critic updates (one batch each) and one generator update. An epoch is
-(N // batch_size) // n_critic steps, so every batch is full. Batches, latents and the gradient penalty's mixing
-weights are drawn from generators seeded by (seed, epoch) or (seed, step, rank): where a run resumes does not
-change what it draws, so 2 steps + resume + 2 steps equals 4 steps bit for bit on CPU, and a longer run
-(more epochs) continues a finished shorter one exactly.
+(N // batch_size) // n_critic steps, so every batch is full. Batches, latents, flips and the gradient penalty's
+mixing weights are drawn from generators seeded by (seed, epoch) or (seed, step, rank), and the scheduled lr, beta2
+and gamma are functions of the step: where a run resumes does not change what it draws or uses, so 2 steps +
+resume + 2 steps equals 4 steps bit for bit on CPU, and a longer run (more epochs) continues a finished shorter
+one exactly. What a step does is the model family's (pipeline.families: networks, losses, penalties, schedules);
+this module owns the bookkeeping: plan, resume, wrappers, logging, checkpoints.
 
 With train.reuse_fake the generator step scores the fake batch of the last critic step instead of drawing a
 new one (the course draws a fresh G(z)); the critic sees that batch detached (the course's D step forgets
@@ -21,13 +23,12 @@ stops the run with UserError before any checkpoint is written, so the last good 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from pipeline.atomic import remove_stale_temporaries
+from pipeline.augment import random_flip
 from pipeline.checkpoint import (
     load_checkpoint,
     run_signature,
@@ -47,8 +49,8 @@ from pipeline.distributed import DistInfo
 from pipeline.ema import GeneratorEMA
 from pipeline.errors import UserError
 from pipeline.face_batches import FaceBatches
-from pipeline.losses import clip_weights, critic_loss, generator_loss, gradient_penalty
-from pipeline.models import Critic, Generator, generator_config, load_generator, save_generator
+from pipeline.families import Family, Nets, family_for
+from pipeline.models import load_generator, save_generator
 from pipeline.progress import progress
 from pipeline.seeding import (
     GRID,
@@ -87,6 +89,27 @@ class _Plan:
     images_per_step: int  # real images consumed per step by all ranks together
 
 
+@dataclass
+class _Run:
+    """Everything one training run carries from step to step (what train_gan used to hold in locals)."""
+
+    params: TrainParams
+    plan: _Plan
+    family: Family
+    nets: Nets
+    batches: FaceBatches
+    grid_z: torch.Tensor
+    dist_info: DistInfo
+    paths: TrainPaths
+    signature: dict[str, Any] | None
+    g_config: dict[str, Any]
+    speed: SpeedSettings
+    start_step: int = 0
+    wall_before: float = 0.0
+    t_start: float = 0.0
+    last_losses: dict[str, float] = field(default_factory=lambda: {"loss_d": float("nan"), "loss_g": float("nan")})
+
+
 def faces_digest(faces: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(faces).data).hexdigest()
 
@@ -104,6 +127,46 @@ def train_gan(
     (clear old curves), more means a resumed one (keep curves up to that step).
     """
     _check_faces(faces)
+    run, finished = _prepare(faces, params, paths, dist_info)
+    if finished is not None:
+        return finished
+    assert run is not None
+    train_log = make_log(run.start_step) if (make_log is not None and dist_info.is_main) else None
+    plan = run.plan
+    bar = (
+        progress(
+            total=plan.total_steps * plan.images_per_step,
+            initial=run.start_step * plan.images_per_step,
+            desc="train",
+            unit="img",
+            unit_scale=True,
+        )  # fmt: skip
+        if dist_info.is_main
+        else None
+    )
+    meter = _Meter(dist_info.device)
+    run.t_start = time.perf_counter()
+    summary: dict[str, Any] = {}
+    try:
+        for step in range(run.start_step, plan.total_steps):
+            meter.add(_train_step(run, step))
+            if bar is not None:
+                bar.update(plan.images_per_step)
+            summary = _after_step(run, step + 1, meter, train_log, bar) or summary
+    finally:
+        if bar is not None:
+            bar.close()
+    if train_log is not None:
+        train_log.grid("final", _grid(run.nets, run.grid_z))
+    if dist_info.is_main:
+        save_generator(paths.generator, run.nets.sampler, run.g_config)
+    return summary
+
+
+def _prepare(
+    faces: np.ndarray, params: TrainParams, paths: TrainPaths, dist_info: DistInfo
+) -> tuple[_Run | None, dict[str, Any] | None]:
+    """Build (or restore) the run; (None, summary) when the checkpoint holds the finished run already."""
     image_size = faces.shape[1]
     plan = _plan(params, len(faces), dist_info.world_size)
     device = dist_info.device
@@ -111,161 +174,177 @@ def train_gan(
     _configure_backends(params, on_cuda)
     speed = resolve_speed(params, device)
 
+    family = family_for(params, image_size, plan.images_per_step)
     seed_everything(derive_seed(params.seed, INIT))
-    g_raw = Generator(params.z_dim, params.g_features, image_size)
-    d_raw = Critic(params.d_features, image_size, params.critic_norm, sigmoid=False, spectral_norm=params.spectral_norm)
+    g_raw, d_raw = family.build()
     g_raw.to(device)
     d_raw.to(device)
-    opt_g, opt_d = _optimizer(params, g_raw, params.lr_g, speed), _optimizer(params, d_raw, params.lr_d, speed)
-    ema = GeneratorEMA(g_raw, params.ema) if params.ema > 0 else None
-    g_config = generator_config(params.model, params.z_dim, params.g_features, image_size)
+    opt_g, opt_d = family.optimizers(g_raw, d_raw, fused=speed.fused_adam or None)
+    nets = Nets(g_raw, d_raw, opt_g, opt_d, family.ema(g_raw))
+    g_config = family.generator_config()
 
     state = _load_resumable(faces, params, plan, paths, dist_info, image_size)
     start_step, wall_before = 0, 0.0
     if state is not None:
-        g_raw.load_state_dict(state["G"])
-        d_raw.load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.module.load_state_dict(state["G_ema"])
-        restore_rng_state(state["rng"])
-        start_step, wall_before = int(state["step"]), float(state["wall_s"])
+        start_step, wall_before = _restore(state, nets)
         if start_step == plan.total_steps and state.get("summary") is not None:
             if dist_info.is_main:
-                _ensure_generator(paths.generator, ema.module if ema else g_raw, g_config)
+                _ensure_generator(paths.generator, nets.sampler, g_config)
             log.info("training already finished at step %d: nothing to do", start_step)
-            return dict(state["summary"])
+            return None, dict(state["summary"])
         log.info("resuming from step %d of %d (%s)", start_step, plan.total_steps, paths.checkpoint)
     signature = state["signature"] if state is not None else None
+    if signature is None and dist_info.is_main:
+        signature = run_signature(params, image_size, faces_digest(faces), len(faces))
 
-    # speed settings apply to the wrappers only: checkpoints always hold the plain modules' tensors
-    if speed.channels_last:
-        g_raw.to(memory_format=torch.channels_last)
-        d_raw.to(memory_format=torch.channels_last)
-        if ema is not None:
-            ema.module.to(memory_format=torch.channels_last)
-    g_run: nn.Module = g_raw
-    d_run: nn.Module = d_raw
-    if dist_info.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if on_cuda else None
-        g_run, d_run = DDP(g_raw, device_ids=ids), DDP(d_raw, device_ids=ids)
-    d_plain: nn.Module = d_raw  # the generator step: frozen critic, no DDP gradient sync needed
-    if speed.compile:
-        g_run, d_run, d_plain = torch.compile(g_run), torch.compile(d_run), torch.compile(d_raw)
-    autocast = speed.autocast
-
+    _wrap_for_speed(nets, speed, dist_info)
     batches = FaceBatches(
         faces, device, params.batch_size, dist_info.rank, dist_info.world_size, params.seed,
         channels_last=speed.channels_last,
     )  # fmt: skip
     grid_z = torch.randn(params.grid_size, params.z_dim, generator=seeded_generator(derive_seed(params.seed, GRID)))
-    grid_z = grid_z.to(device)
+    run = _Run(params, plan, family, nets, batches, grid_z.to(device), dist_info, paths, signature, g_config,
+               speed, start_step, wall_before)  # fmt: skip
+    return run, None
 
-    if signature is None and dist_info.is_main:
-        signature = run_signature(params, image_size, faces_digest(faces), len(faces))
-    train_log = make_log(start_step) if (make_log is not None and dist_info.is_main) else None
-    bar = (
-        progress(
-            total=plan.total_steps * plan.images_per_step, initial=start_step * plan.images_per_step,
-            desc="train", unit="img", unit_scale=True,
-        )  # fmt: skip
-        if dist_info.is_main
-        else None
-    )
 
-    loss_sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss_d, loss_g, steps
-    last_losses = {"loss_d": float("nan"), "loss_g": float("nan")}
-    t_start = time.perf_counter()
-    t_interval, steps_interval = t_start, 0
-    step = start_step
-    final_summary: dict[str, Any] = {}
-    try:
-        for step in range(start_step, plan.total_steps):
-            epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
-            noise = seeded_generator(derive_seed(params.seed, NOISE, step, dist_info.rank), device)
-            for k in range(params.n_critic):
-                real = batches.get(epoch, step_in_epoch * params.n_critic + k)
-                z = torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise)
-                keep_graph = params.reuse_fake and k == params.n_critic - 1
-                with autocast():
-                    with contextlib.nullcontext() if keep_graph else torch.no_grad():
-                        # float32 like the real batch: under bf16 a bf16 fake made compile build one more critic
-                        # graph; autocast casts it back to bf16 for the critic's first conv, exactly
-                        fake = g_run(z).float()
-                    loss_d = critic_loss(params.loss, d_run(real), d_run(fake.detach()))
-                    if params.loss == "wgan-gp":
-                        # the plain module: DDP and compiled graphs (AOTAutograd) cannot differentiate twice
-                        loss_d = loss_d + params.gp_lambda * gradient_penalty(d_raw, real, fake.detach(), noise)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                if params.loss == "wgan":
-                    clip_weights(d_raw, params.clip_value)
+def _restore(state: dict[str, Any], nets: Nets) -> tuple[int, float]:
+    nets.g.load_state_dict(state["G"])
+    nets.d.load_state_dict(state["D"])
+    nets.opt_g.load_state_dict(state["opt_g"])
+    nets.opt_d.load_state_dict(state["opt_d"])
+    if nets.ema is not None:
+        nets.ema.module.load_state_dict(state["G_ema"])
+    restore_rng_state(state["rng"])
+    return int(state["step"]), float(state["wall_s"])
 
-            # the generator step needs gradients w.r.t. images only. Under compile the frozen critic is its own graph
-            # anyway (its input needs grad), built once in step 1; frozen weights keep weight gradients out of it
-            d_raw.requires_grad_(False)
-            with autocast():
-                if not params.reuse_fake:
-                    fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise)).float()
-                loss_g = generator_loss(params.loss, d_plain(fake))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            d_raw.requires_grad_(True)
-            if ema is not None:
-                ema.update(g_raw, step)
 
-            loss_sums += torch.stack([loss_d.detach().double(), loss_g.detach().double(), loss_sums.new_ones(())])
-            steps_interval += 1
-            if bar is not None:
-                bar.update(plan.images_per_step)
+def _wrap_for_speed(nets: Nets, speed: SpeedSettings, dist_info: DistInfo) -> None:
+    """Speed settings apply to the wrappers only: checkpoints always hold the plain modules' tensors."""
+    device = dist_info.device
+    if speed.channels_last:
+        nets.g.to(memory_format=torch.channels_last)
+        nets.d.to(memory_format=torch.channels_last)
+        if nets.ema is not None:
+            nets.ema.module.to(memory_format=torch.channels_last)
+    g_run: nn.Module = nets.g
+    d_run: nn.Module = nets.d
+    if dist_info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-            done = step + 1
-            epoch_end = done % plan.steps_per_epoch == 0
-            checkpoint_due = done % params.checkpoint_every == 0 or done == plan.total_steps
-            if done % params.log_every == 0 or epoch_end or checkpoint_due:
-                values = _synced_losses(loss_sums, dist_info, done, paths.checkpoint)
-                loss_sums.zero_()
-                now = time.perf_counter()
-                rate = steps_interval * plan.images_per_step / max(now - t_interval, 1e-9)
-                t_interval, steps_interval = now, 0
-                last_losses = values
-                if bar is not None:
-                    bar.set_postfix(loss_d=f"{values['loss_d']:.3g}", loss_g=f"{values['loss_g']:.3g}")
-                if train_log is not None:
-                    train_log.metrics(done, {**values, "images_per_s": rate, "epoch": done / plan.steps_per_epoch})
-            if epoch_end and train_log is not None:
-                train_log.grid(f"epoch_{done // plan.steps_per_epoch:03d}", _grid(g_raw, ema, grid_z, autocast))
-            if checkpoint_due:
-                _check_finite_weights(done, paths.checkpoint, g_raw, d_raw)
-                _check_ranks_in_sync(dist_info, done, g_raw, d_raw, ema)
-                summary = None
-                if done == plan.total_steps:
-                    final_summary = summary = _summary(
-                        params, plan, dist_info, done, start_step, wall_before + time.perf_counter() - t_start,
-                        time.perf_counter() - t_start, last_losses, ema.module if ema is not None else g_raw,
-                    )  # fmt: skip
-                    summary["speed"] = speed.as_dict()  # which speed options ran (metrics/train.json)
-                if dist_info.is_main:
-                    wall = wall_before + time.perf_counter() - t_start
-                    save_checkpoint(
-                        paths.checkpoint,
-                        _checkpoint_state(signature, done, plan, g_raw, d_raw, ema, opt_g, opt_d, wall, summary),
-                    )
-    finally:
+        ids = [device.index] if device.type == "cuda" else None
+        g_run, d_run = DDP(nets.g, device_ids=ids), DDP(nets.d, device_ids=ids)
+    d_plain: nn.Module = nets.d  # the generator step: frozen critic, no DDP gradient sync needed
+    if speed.compile:
+        g_run, d_run, d_plain = torch.compile(g_run), torch.compile(d_run), torch.compile(nets.d)
+    nets.g_train, nets.d_train, nets.d_frozen = g_run, d_run, d_plain
+    nets.autocast = speed.autocast
+
+
+def _train_step(run: _Run, step: int) -> dict[str, torch.Tensor]:
+    """n_critic critic updates and one generator update; the losses (and penalties) as tensors, unsynced."""
+    p, plan, nets, family = run.params, run.plan, run.nets, run.family
+    rank, device = run.dist_info.rank, run.dist_info.device
+    values = family.apply_schedule(nets, step)
+    epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
+    noise = seeded_generator(derive_seed(p.seed, NOISE, step, rank), device)
+    penalties: dict[str, list[torch.Tensor]] = {}
+    for k in range(p.n_critic):
+        real = run.batches.get(epoch, step_in_epoch * p.n_critic + k)
+        if p.flip:
+            real = random_flip(real, p.seed, step, k, rank, run.dist_info.world_size)
+        z = torch.randn(plan.per_rank, p.z_dim, device=device, generator=noise)
+        keep_graph = p.reuse_fake and k == p.n_critic - 1
+        fake, loss_d, found = family.critic_step(nets, real, z, noise, values.gamma, step * p.n_critic + k,
+                                                 keep_graph)  # fmt: skip
+        for name, value in found.items():
+            penalties.setdefault(name, []).append(value)
+    z = None if p.reuse_fake else torch.randn(plan.per_rank, p.z_dim, device=device, generator=noise)
+    loss_g = family.generator_step(nets, fake if p.reuse_fake else None, real, z)
+    if nets.ema is not None:
+        nets.ema.update(nets.g, step)
+    return {"loss_d": loss_d, "loss_g": loss_g, **{k: torch.stack(v).mean() for k, v in penalties.items()}}
+
+
+class _Meter:
+    """Sums of the logged values between two syncs, on the device (one GPU sync per log, not per step)."""
+
+    NAMES = ("loss_d", "loss_g", "r1", "r2")
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, len(self.NAMES), device=device, dtype=torch.float64)  # sums, counts
+        self.t_interval, self.steps_interval = time.perf_counter(), 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for i, name in enumerate(self.NAMES):
+            if name in values:
+                self.sums[0, i] += values[name].double()
+                self.sums[1, i] += 1
+        self.steps_interval += 1
+
+    def sync(self, dist_info: DistInfo, step: int, checkpoint: Path) -> tuple[dict[str, float], float]:
+        """Means over every rank since the last sync (NaN/inf stops the run), and this rank's steps per second."""
+        sums, counts = dist_info.all_reduce_sum(self.sums.clone()).tolist()
+        self.sums.zero_()
+        values = {name: s / n for name, s, n in zip(self.NAMES, sums, counts, strict=True) if n > 0}
+        for name, value in values.items():
+            if not np.isfinite(value):
+                raise UserError(
+                    f"training diverged: {name} is {value} by step {step}; {checkpoint} keeps the last good state. "
+                    "Lower train.lr_d / train.lr_g or change train.loss, then start over"
+                )
+        now = time.perf_counter()
+        rate = self.steps_interval / max(now - self.t_interval, 1e-9)
+        self.t_interval, self.steps_interval = now, 0
+        return values, rate
+
+
+def _after_step(run: _Run, done: int, meter: _Meter, train_log: TrainLog | None, bar: Any) -> dict[str, Any] | None:
+    """Log, grid and checkpoint when due; the summary when this was the last step."""
+    plan, p = run.plan, run.params
+    epoch_end = done % plan.steps_per_epoch == 0
+    checkpoint_due = done % p.checkpoint_every == 0 or done == plan.total_steps
+    if done % p.log_every == 0 or epoch_end or checkpoint_due:
+        values, steps_per_s = meter.sync(run.dist_info, done, run.paths.checkpoint)
+        run.last_losses = {"loss_d": values["loss_d"], "loss_g": values["loss_g"]}
         if bar is not None:
-            bar.close()
+            bar.set_postfix(loss_d=f"{values['loss_d']:.3g}", loss_g=f"{values['loss_g']:.3g}")
+        if train_log is not None:
+            train_log.metrics(done, {**values, **_scheduled(run, done - 1), "epoch": done / plan.steps_per_epoch,
+                                     "images_per_s": steps_per_s * plan.images_per_step})  # fmt: skip
+    if epoch_end and train_log is not None:
+        train_log.grid(f"epoch_{done // plan.steps_per_epoch:03d}", _grid(run.nets, run.grid_z))
+    if not checkpoint_due:
+        return None
+    return _checkpoint(run, done)
 
-    final = ema.module if ema is not None else g_raw
-    if train_log is not None:
-        train_log.grid("final", _grid(g_raw, ema, grid_z, autocast))
-    if dist_info.is_main:
-        save_generator(paths.generator, final, g_config)
-    return final_summary
+
+def _scheduled(run: _Run, step: int) -> dict[str, float]:
+    """The curves of the schedules: lr always, gamma when the penalties are on."""
+    values = run.family.schedule(step)
+    curves = {"lr_g": values.lr_g, "lr_d": values.lr_d}
+    if run.params.gamma > 0:
+        curves["gamma"] = values.gamma
+    if run.params.beta2_end is not None:
+        curves["beta2"] = values.beta2
+    return curves
+
+
+def _checkpoint(run: _Run, done: int) -> dict[str, Any] | None:
+    """Check the weights (finite, equal on every rank), write the checkpoint; the summary at the last step."""
+    nets, plan = run.nets, run.plan
+    _check_finite_weights(done, run.paths.checkpoint, nets.g, nets.d)
+    _check_ranks_in_sync(run.dist_info, done, nets.g, nets.d, nets.ema)
+    run_s = time.perf_counter() - run.t_start
+    summary = None
+    if done == plan.total_steps:
+        summary = _summary(run.params, plan, run.dist_info, done, run.start_step, run.wall_before + run_s, run_s,
+                           run.last_losses, nets.sampler)  # fmt: skip
+        summary["speed"] = run.speed.as_dict()  # which speed options ran (metrics/train.json)
+    if run.dist_info.is_main:
+        state = _checkpoint_state(run.signature, done, plan, nets, run.wall_before + run_s, summary)
+        save_checkpoint(run.paths.checkpoint, state)
+    return summary
 
 
 def _check_faces(faces: np.ndarray) -> None:
@@ -307,12 +386,6 @@ def _configure_backends(params: TrainParams, on_cuda: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _optimizer(params: TrainParams, module: nn.Module, lr: float, speed: SpeedSettings) -> torch.optim.Optimizer:
-    if params.optimizer == "adam":
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(params.betas), fused=speed.fused_adam or None)
-    return torch.optim.RMSprop(module.parameters(), lr=lr)
-
-
 def _load_resumable(
     faces: np.ndarray, params: TrainParams, plan: _Plan, paths: TrainPaths, dist_info: DistInfo, image_size: int
 ) -> dict[str, Any] | None:
@@ -346,16 +419,7 @@ def _load_resumable(
 
 
 def _checkpoint_state(
-    signature: dict[str, Any] | None,
-    step: int,
-    plan: _Plan,
-    g: nn.Module,
-    d: nn.Module,
-    ema: GeneratorEMA | None,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    wall_s: float,
-    summary: dict[str, Any] | None,
+    signature: dict[str, Any] | None, step: int, plan: _Plan, nets: Nets, wall_s: float, summary: dict[str, Any] | None
 ) -> dict[str, Any]:
     epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
     return {
@@ -363,29 +427,17 @@ def _checkpoint_state(
         "step": step,
         "epoch": epoch,
         "step_in_epoch": step_in_epoch,  # position in the epoch's permutation: batch step_in_epoch * n_critic
-        "G": g.state_dict(),
-        "D": d.state_dict(),
-        "G_ema": ema.module.state_dict() if ema is not None else None,
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
+        "G": nets.g.state_dict(),
+        "D": nets.d.state_dict(),
+        "G_ema": nets.ema.module.state_dict() if nets.ema is not None else None,
+        "opt_g": nets.opt_g.state_dict(),
+        "opt_d": nets.opt_d.state_dict(),
         "scaler": None,  # bf16 autocast needs no gradient scaler
         "rng": capture_rng_state(),
         "wall_s": wall_s,
         "summary": summary,
         "torch": str(torch.__version__),
     }
-
-
-def _synced_losses(loss_sums: torch.Tensor, dist_info: DistInfo, step: int, checkpoint: Path) -> dict[str, float]:
-    sums = dist_info.all_reduce_sum(loss_sums.clone())
-    loss_d, loss_g, n = sums.tolist()
-    for name, value in (("loss_d", loss_d), ("loss_g", loss_g)):
-        if not np.isfinite(value):
-            raise UserError(
-                f"training diverged: {name} is {value} by step {step}; {checkpoint} keeps the last good state. "
-                "Lower train.lr_d / train.lr_g or change train.loss, then start over"
-            )
-    return {"loss_d": loss_d / n, "loss_g": loss_g / n}
 
 
 def weights_digest(*modules: nn.Module) -> str:
@@ -421,11 +473,11 @@ def _check_finite_weights(step: int, path: Path, *modules: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _grid(g_raw: nn.Module, ema: GeneratorEMA | None, z: torch.Tensor, autocast: Callable) -> np.ndarray:
-    model = ema.module if ema is not None else g_raw
+def _grid(nets: Nets, z: torch.Tensor) -> np.ndarray:
+    model = nets.sampler
     was_training = model.training
     model.eval()
-    with autocast():
+    with nets.autocast():
         images = model(z).float()
     model.train(was_training)
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -201,20 +201,20 @@ def report(
 
 @app.command("exp")
 def exp(
-    name: Annotated[str, typer.Argument(help="baseline | epochs10 | ncritic2 | wgan | wgan-gp")] = "",
+    name: Annotated[str, typer.Argument(help="a preset: animegan exp --list")] = "",
     set_: SetOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the dvc command only")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="list the presets and their settings")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="list the presets and what each is for")] = False,
     seed: Annotated[
         int | None, typer.Option("--seed", help="train with this train.seed, as experiment NAME-seedSEED")
     ] = None,
 ) -> None:
-    """Run one of the course's experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
+    """Run one of the preset experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
     from stages import experiments
 
     if list_ or not name:
         for preset in experiments.PRESETS:
-            typer.echo(f"{preset}: {experiments.preset_settings(preset)}")
+            typer.echo(f"{preset:<11} {experiments.PURPOSES[preset]}")
         return
     code = 0
 

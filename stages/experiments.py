@@ -4,7 +4,8 @@ Usage:
     animegan exp baseline            # runs: dvc exp run -n baseline -S train.loss=gan ... -S train.on_mismatch=restart
     animegan exp wgan-gp --dry-run   # print the command only
     animegan exp wgan-gp --seed 1    # experiment wgan-gp-seed1, trained with train.seed=1
-    animegan exp --list
+    animegan exp --list              # every preset and what it is for
+    animegan exp r3gan-tiny --set data.image_size=32
     dvc exp show --only-changed      # then compare: dvc metrics diff / dvc plots diff
 
 Every preset sets all the keys any preset changes, so the experiments can run in any order from the same
@@ -18,13 +19,43 @@ from __future__ import annotations
 
 from typing import Any
 
-VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings; presets override some
+VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's defaults); presets override some
     "train.loss": "gan",
     "train.optimizer": "adam",
     "train.critic_norm": "batch",
     "train.n_critic": 1,
     "train.epochs": 1,
     "train.seed": 2022,  # same_seeds(2022); `--seed S` replaces it, and the next preset puts it back
+    "train.model": "dcgan",
+    "train.z_dim": 100,
+    "train.batch_size": 64,
+    "train.lr_g": 1.0e-4,
+    "train.lr_d": 1.0e-4,
+    "train.betas": [0.5, 0.999],
+    "train.lr_g_end": None,
+    "train.lr_d_end": None,
+    "train.beta2_end": None,
+    "train.schedule_kimg": 20000.0,
+    "train.gamma": 0.0,
+    "train.gamma_end": None,
+    "train.reg_every": 1,
+    "train.ema_kimg": 0.0,
+    "train.flip": False,
+    "train.r3gan_preset": "paper",
+}
+R3GAN_RECIPE: dict[str, Any] = {  # the paper's FFHQ-64 training recipe (brownvc/R3GAN train.py)
+    "train.model": "r3gan",
+    "train.loss": "rpgan",
+    "train.z_dim": 64,
+    "train.lr_g": 2.0e-4,
+    "train.lr_d": 2.0e-4,
+    "train.lr_g_end": 5.0e-5,
+    "train.lr_d_end": 5.0e-5,
+    "train.betas": [0.0, 0.9],
+    "train.beta2_end": 0.99,
+    "train.gamma": 2.0,
+    "train.gamma_end": 0.2,
+    "train.flip": True,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # the course's sample code: 1 epoch
@@ -32,6 +63,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ncritic2": {"train.epochs": 50, "train.n_critic": 2},
     "wgan": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan", "train.optimizer": "rmsprop"},
     "wgan-gp": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan-gp", "train.critic_norm": "instance"},
+    # batch 256 as the paper; 300 epochs of the 71,314 faces (21.4M images) cover the 20M-image schedules
+    "r3gan": {**R3GAN_RECIPE, "train.r3gan_preset": "paper", "train.batch_size": 256, "train.epochs": 300,
+              "train.schedule_kimg": 20000.0, "train.ema_kimg": 500.0},  # fmt: skip
+    # 10 epochs (713k images) with the schedules over them; R1/R2 every 4th critic step (lazy) to save CPU
+    "r3gan-tiny": {**R3GAN_RECIPE, "train.r3gan_preset": "tiny", "train.epochs": 10, "train.schedule_kimg": 713.0,
+                   "train.ema_kimg": 20.0, "train.reg_every": 4, "train.gamma": 1.0,
+                   "train.gamma_end": 0.1},  # fmt: skip
+}
+PURPOSES: dict[str, str] = {
+    "baseline": "the course's sample code: DCGAN, BCE loss, 1 epoch (simple level)",
+    "epochs10": "the baseline trained 10 epochs (medium level)",
+    "ncritic2": "2 critic steps per generator step, 50 epochs",
+    "wgan": "WGAN with weight clipping and RMSprop, n_critic 2, 50 epochs",
+    "wgan-gp": "WGAN-GP with an instance-norm critic, n_critic 2, 50 epochs (the course's strong level)",
+    "r3gan": "R3GAN at the paper's FFHQ-64 size and recipe (rpgan + R1/R2, cosine schedules), for a GPU",
+    "r3gan-tiny": "R3GAN's recipe on the tiny preset with lazy R1/R2, for a CPU (best with data.image_size=32)",
 }
 
 
@@ -47,10 +94,20 @@ def dvc_command(name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: i
     settings = preset_settings(name) | ({} if seed is None else {"train.seed": seed})
     cmd = ["dvc", "exp", "run", "-n", name if seed is None else f"{name}-seed{seed}"]
     for key, value in settings.items():
-        cmd += ["-S", f"{key}={value}"]
+        cmd += ["-S", f"{key}={yaml_text(value)}"]
     for item in extra_sets:
         cmd += ["-S", item]
     return cmd
+
+
+def yaml_text(value: Any) -> str:
+    """The value as YAML that both DVC (YAML 1.2) and PyYAML (1.1: 5e-05 is text, 5.0e-05 a float) read back."""
+    if value is None:
+        return "null"
+    text = str(value)
+    if isinstance(value, float) and "e" in text and "." not in text:
+        text = text.replace("e", ".0e")
+    return text
 
 
 def run_experiment(

@@ -42,3 +42,23 @@ def test_seed_names_the_experiment_and_the_next_preset_puts_the_course_seed_back
     assert "train.seed=2022" in dvc_command("baseline")
     done = CliRunner().invoke(app, ["exp", "baseline", "--seed", "7", "--dry-run"])
     assert done.exit_code == 0 and "dvc exp run -n baseline-seed7 " in done.output and "train.seed=7" in done.output
+
+
+def test_list_shows_every_preset_with_what_it_is_for():
+    done = CliRunner().invoke(app, ["exp", "--list"])
+    assert done.exit_code == 0
+    lines = done.output.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(PRESETS)
+    assert all(len(line.split(maxsplit=1)[1]) > 20 for line in lines)  # a purpose, not the settings dict
+    purpose = dict(line.split(maxsplit=1) for line in lines)
+    assert "for a GPU" in purpose["r3gan"] and "for a CPU" in purpose["r3gan-tiny"]
+
+
+def test_r3gan_presets_carry_the_papers_recipe():
+    for name in ("r3gan", "r3gan-tiny"):
+        params = load_params(REPO / "params.yaml", dvc_command(name)[6::2]).train
+        assert params.model == "r3gan" and params.loss == "rpgan" and params.betas[0] == 0.0 and params.flip
+        assert params.gamma > params.gamma_end > 0 and params.lr_g_end < params.lr_g and params.beta2_end == 0.99
+    assert load_params(REPO / "params.yaml", dvc_command("r3gan")[6::2]).train.r3gan_preset == "paper"
+    course = load_params(REPO / "params.yaml", dvc_command("baseline")[6::2]).train
+    assert course.model == "dcgan" and not course.flip and course.gamma == 0 and course.ema_kimg == 0
