@@ -84,7 +84,7 @@ class PlainStep:
         self.bf16 = bf16
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return torch.autocast("cuda" if self.device.type == "cuda" else "cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     def __call__(self, real: torch.Tensor) -> None:
         real = real.contiguous(memory_format=self.memory)

@@ -83,9 +83,10 @@ def forward_gflops(model: str, image_size: int) -> tuple[int, int, float, float]
 
 
 def training_gflops(model: str, image_size: int, penalties: bool, batch: int = 2) -> float:
-    torch.manual_seed(0)
-    step = PlainStep(model, image_size, torch.device("cpu"), False, False, None, penalties=penalties)
-    real = torch.rand(batch, 3, image_size, image_size) * 2 - 1
+    """Counted on the meta device: shapes only, the same count as on the CPU (checked) in seconds, not minutes."""
+    meta = torch.device("meta")
+    step = PlainStep(model, image_size, meta, False, False, None, penalties=penalties)
+    real = torch.empty(batch, 3, image_size, image_size, device=meta)
     return flops(lambda: step(real)) / batch / 1e9
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from pipeline.atomic import atomic_path, torch_bytes
 from pipeline.errors import UserError, one_line
-from pipeline.r3gan import R3Generator
+from pipeline.r3gan import PRESETS, R3Generator
 
 MODELS = ("dcgan", "r3gan")
 SIZES = (16, 32, 64)
@@ -127,6 +127,8 @@ def generator_config(model: str, z_dim: int, g_features: int, image_size: int, p
     if model not in MODELS:
         raise UserError(f"train.model: expected one of {MODELS}, got {model!r}")
     if model == "r3gan":
+        if preset not in PRESETS:
+            raise UserError(f"r3gan preset: expected one of {tuple(PRESETS)}, got {preset!r}")
         return {"model": model, "preset": str(preset), "z_dim": int(z_dim), "image_size": int(image_size)}
     return {"model": model, "z_dim": int(z_dim), "g_features": int(g_features), "image_size": int(image_size)}
 

@@ -27,7 +27,7 @@ Image sizes 16, 32 and 64: a preset lists G's stages for 64 px (4, 8, 16, 32, 64
 drops its first upsamplings. The basis then starts the first stage kept. D mirrors G: reversed widths, same counts.
 
 Output range: G's output is linear (no tanh, as in the paper); trained on data in [-1, 1] it lands there roughly,
-and the sample stage clamps to [-1, 1] before it makes pixels. A fresh G outputs values of about unit scale.
+and the sample stage clamps to [-1, 1] before it makes pixels. A fresh G outputs values with std about 0.5.
 The `paper` preset is the official FFHQ-64 configuration (brownvc/R3GAN train.py, preset FFHQ-64); its parameter
 counts equal the official networks' (tests/train/test_r3gan_model.py). The official code runs G's last four and D's
 first four stages in bf16; here precision is the training loop's choice (autocast), not the network's.

@@ -159,6 +159,8 @@ def test_bad_preset_size_or_config_is_a_user_error():
         R3Generator("huge", 32)
     with pytest.raises(UserError, match="image sizes"):
         R3Critic("tiny", 48)
+    with pytest.raises(UserError, match="r3gan preset"):
+        generator_config("r3gan", z_dim=64, g_features=0, image_size=32)
     with pytest.raises(UserError, match="lacks"):
         build_generator({"model": "r3gan", "z_dim": 64, "image_size": 32})
 
