@@ -11,8 +11,9 @@ Usage:
     loss_g = family.generator_step(nets, fake, real, z)
 
 What a family module (pipeline/families/dcgan.py, r3gan.py) must define: `build` and `generator_config`, and
-register itself in FAMILIES; every module in this package is imported, so a new family is a new file here plus
-its name in params (pipeline/config.py's train.model) and, for sampling, in pipeline/models.py's generator file.
+register itself in FAMILIES. It is imported by name at the end of this file (a literal import, so the dependency
+test sees what training loads): a new family is a new file here, that import line, its name in params
+(pipeline/config.py's train.model) and, for sampling, in pipeline/models.py's generator file.
 Everything else (the objective train.loss, wgan clipping, wgan-gp, R1/R2 with lazy regularisation, schedules,
 optimizers, EMA) is defined here once, from params, so it applies to every family; a family overrides a method
 only where it trains differently.
@@ -25,8 +26,6 @@ gradient penalties differentiate the plain nets.d twice, in float32. Generator s
 from __future__ import annotations
 
 import contextlib
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,8 +166,9 @@ FAMILIES: dict[str, type[Family]] = {}
 
 
 def family_for(params: TrainParams, image_size: int, images_per_step: int = 1) -> Family:
-    for module in pkgutil.iter_modules(__path__):  # each family module registers itself in FAMILIES
-        importlib.import_module(f"{__name__}.{module.name}")
     if params.model not in FAMILIES:
         raise UserError(f"train.model: expected one of {sorted(FAMILIES)}, got {params.model!r}")
     return FAMILIES[params.model](params, image_size, images_per_step)
+
+
+from pipeline.families import dcgan, r3gan  # noqa: E402, F401  (each registers itself in FAMILIES)
