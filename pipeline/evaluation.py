@@ -123,6 +123,7 @@ def provenance(
         "jpeg_quality": jpeg_quality,
         "packages": package_versions(),
         "device": device_name(backbone.device),
+        "inception": backbone.path(),
     }
     if backbone.calibration_seed is not None:
         out["calibration_seed"] = backbone.calibration_seed

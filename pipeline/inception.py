@@ -6,6 +6,7 @@ Usage:
                              cache_dir=Path("~/.cache/animegan"), calibration_seed=0, timeout_s=60)
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
     backbone.name            # "pytorch-fid" | "untrained"
+    backbone.path()          # {"kernels": "onednn" | "eager", ...}: which computation ran, for provenance
     backbone.weights_sha256  # sha256 of the weights file, or "untrained"
 
 `weights` is one of:
@@ -18,8 +19,12 @@ Usage:
     only: its numbers are not comparable with anybody's FID.
 
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
-(uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with two CPU speed-ups that keep features within float
-rounding of pytorch-fid's: channels_last memory layout and each BatchNorm folded into the convolution before it.
+(uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with speed-ups that keep features within float rounding of
+pytorch-fid's: each BatchNorm folded into the convolution before it, channels_last memory layout, inference mode,
+and on CPU (`kernels: onednn`) each convolution and its ReLU run as one oneDNN call whose weights were reordered
+once, at load, into oneDNN's blocked layout (eager PyTorch reorders them on every call and runs ReLU as another pass
+over memory). `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
+against pytorch-fid.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -58,6 +64,12 @@ class Backbone:
     weights_sha256: str  # or "untrained"
     device: torch.device
     calibration_seed: int | None = None
+    kernels: str = "eager"  # "onednn": fused oneDNN convolution + ReLU (CPU); "eager": PyTorch's modules
+
+    def path(self) -> dict[str, Any]:
+        """Which computation produced the features, for provenance."""
+        return {"kernels": self.kernels, "batchnorm": "folded", "memory_format": "channels_last",
+                "precision": "fp32"}  # fmt: skip
 
 
 def build_fid_inception() -> nn.Module:
@@ -99,10 +111,22 @@ class PoolFeatures(nn.Module):
 
 
 def load_backbone(
-    weights: str, sha256: str, cache_dir: Path, calibration_seed: int, timeout_s: float, device: str | None = None
+    weights: str,
+    sha256: str,
+    cache_dir: Path,
+    calibration_seed: int,
+    timeout_s: float,
+    device: str | None = None,
+    kernels: str = "auto",
 ) -> Backbone:
-    """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`."""
+    """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
+
+    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it, else eager), "onednn" or "eager"."""
+    if kernels not in ("auto", "onednn", "eager"):
+        raise ValueError(f"kernels must be auto, onednn or eager, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if kernels == "onednn" and (dev.type != "cpu" or not onednn_available()):
+        raise ValueError(f"onednn kernels need a CPU device and a PyTorch built with oneDNN (device {dev})")
     if weights == UNTRAINED:
         state = _untrained_state(calibration_seed)
         name, digest = UNTRAINED, UNTRAINED
@@ -118,8 +142,12 @@ def load_backbone(
     model = PoolFeatures(_fold_batchnorm(net.eval())).eval().to(dev).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
+    if kernels == "auto":
+        kernels = "onednn" if dev.type == "cpu" and onednn_available() else "eager"
+    if kernels == "onednn":
+        model = _fuse_onednn(model)
     seed = calibration_seed if weights == UNTRAINED else None
-    return Backbone(model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed)
+    return Backbone(model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed, kernels=kernels)
 
 
 def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -223,6 +251,55 @@ def _fold_batchnorm(net: nn.Module) -> nn.Module:
             m.conv = fuse_conv_bn_eval(m.conv, m.bn)
             m.bn = nn.Identity()
     return net
+
+
+class OneDnnConvReLU(nn.Module):
+    """relu(conv(x)) of a BasicConv2d whose BatchNorm is folded in, as one oneDNN call (ReLU as a post-op) on
+    weights reordered once into oneDNN's blocked layout. CPU only; the same numbers as the eager module."""
+
+    def __init__(self, conv: nn.Conv2d, input_size: list[int]) -> None:
+        super().__init__()
+        self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+        self.groups = conv.groups
+        # oneDNN picks the blocked layout for an input size (here one image); the features do not depend on it
+        # (tests compare batch sizes) and the layout runs at full speed for any batch size (measured).
+        self.weight = torch.ops.mkldnn._reorder_convolution_weight(
+            conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups, input_size
+        )  # an opaque oneDNN tensor, not a parameter: the module is built for inference on CPU and never moved
+        self.bias = conv.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "relu", [], ""
+        )
+
+
+def onednn_available() -> bool:
+    """Whether this PyTorch has oneDNN and the fused convolution ops the `onednn` kernels call (private ops)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return all(hasattr(torch.ops.mkldnn, op) for op in ("_convolution_pointwise", "_reorder_convolution_weight"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _fuse_onednn(model: PoolFeatures) -> PoolFeatures:
+    """Replace every BasicConv2d (BatchNorm already folded) by its OneDnnConvReLU, in place."""
+    convs = {m: None for m in model.modules() if isinstance(m, torchvision.models.inception.BasicConv2d)}
+    assert all(isinstance(m.bn, nn.Identity) for m in convs), "fold BatchNorm first"
+    hooks = [m.register_forward_pre_hook(lambda m, args: convs.__setitem__(m, list(args[0].shape))) for m in convs]
+    try:
+        with torch.inference_mode():  # one image at 299x299 (any input size gives that): each conv's input size
+            model(torch.zeros(1, CALIBRATION_SIZE, CALIBRATION_SIZE, 3, dtype=torch.uint8))
+    finally:
+        for h in hooks:
+            h.remove()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if child in convs:
+                setattr(parent, name, OneDnnConvReLU(child.conv, convs[child]))
+    return model
 
 
 @contextlib.contextmanager
