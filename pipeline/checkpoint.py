@@ -12,7 +12,7 @@ temporary file beside the target, fsynced and renamed over it, so a kill -9 at a
 or the new checkpoint; stale temporaries from such a kill are removed by remove_stale_temporaries().
 The signature holds the params that shape the weights. Not in it: epochs and max_steps (a longer run continues a
 shorter one exactly: batches and latents depend only on the seed and the step), checkpointing, logging, and
-CUDA-only speed settings (bf16, compile, channels_last, deterministic).
+speed settings (bf16, compile, channels_last, fused_adam, deterministic).
 """
 
 from __future__ import annotations

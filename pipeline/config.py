@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.errors import UserError, one_line
 
@@ -27,6 +27,19 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def _legacy_speed_mode(value: Any) -> Any:
+    """Params files from before the modes said true/false, and true meant: on CUDA only."""
+    if isinstance(value, bool):
+        return "cuda" if value else "never"
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # `--set train.bf16=true` arrives as text
+        return "cuda" if value.lower() == "true" else "never"
+    return value
+
+
+# Where a speed option applies (pipeline/speed.py): cuda (CUDA devices only), always (CPU too), never.
+SpeedMode = Annotated[Literal["cuda", "always", "never"], BeforeValidator(_legacy_speed_mode)]
 
 
 class Section(BaseModel):
@@ -80,9 +93,10 @@ class TrainParams(Section):
     ema: Annotated[float, Field(ge=0, lt=1)]
     seed: NonNegInt
     deterministic: bool
-    bf16: bool
-    compile: bool
-    channels_last: bool
+    bf16: SpeedMode
+    compile: SpeedMode
+    channels_last: SpeedMode
+    fused_adam: SpeedMode
     checkpoint_every: PositiveInt
     grid_size: Annotated[int, Field(ge=1, le=256)]
     log_every: PositiveInt

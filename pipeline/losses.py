@@ -45,12 +45,15 @@ def generator_loss(loss: str, fake_scores: torch.Tensor) -> torch.Tensor:
 def gradient_penalty(
     critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """WGAN-GP: mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random points between real and fake."""
-    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, generator=generator, dtype=real.dtype)
-    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    scores = critic(x_hat).float()
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    """WGAN-GP: mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random points between real and fake.
+
+    Always in float32, also inside a bf16 autocast region: a gradient norm held to 1 needs the precision."""
+    with torch.autocast(real.device.type, enabled=False):
+        alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, generator=generator, dtype=torch.float32)
+        x_hat = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        scores = critic(x_hat).float()
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+        return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def clip_weights(critic: nn.Module, clip_value: float) -> None:

@@ -60,6 +60,7 @@ from pipeline.seeding import (
     seed_everything,
     seeded_generator,
 )
+from pipeline.speed import SpeedSettings, resolve_speed
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,14 @@ def train_gan(
     device = dist_info.device
     on_cuda = device.type == "cuda"
     _configure_backends(params, on_cuda)
+    speed = resolve_speed(params, device)
 
     seed_everything(derive_seed(params.seed, INIT))
     g_raw = Generator(params.z_dim, params.g_features, image_size)
     d_raw = Critic(params.d_features, image_size, params.critic_norm, sigmoid=False, spectral_norm=params.spectral_norm)
     g_raw.to(device)
     d_raw.to(device)
-    opt_g, opt_d = _optimizer(params, g_raw, params.lr_g, on_cuda), _optimizer(params, d_raw, params.lr_d, on_cuda)
+    opt_g, opt_d = _optimizer(params, g_raw, params.lr_g, speed), _optimizer(params, d_raw, params.lr_d, speed)
     ema = GeneratorEMA(g_raw, params.ema) if params.ema > 0 else None
     g_config = generator_config(params.model, params.z_dim, params.g_features, image_size)
 
@@ -138,7 +140,7 @@ def train_gan(
     signature = state["signature"] if state is not None else None
 
     # speed settings apply to the wrappers only: checkpoints always hold the plain modules' tensors
-    if on_cuda and params.channels_last:
+    if speed.channels_last:
         g_raw.to(memory_format=torch.channels_last)
         d_raw.to(memory_format=torch.channels_last)
         if ema is not None:
@@ -151,17 +153,13 @@ def train_gan(
         ids = [device.index] if on_cuda else None
         g_run, d_run = DDP(g_raw, device_ids=ids), DDP(d_raw, device_ids=ids)
     d_plain: nn.Module = d_raw  # the generator step: frozen critic, no DDP gradient sync needed
-    if on_cuda and params.compile:
+    if speed.compile:
         g_run, d_run, d_plain = torch.compile(g_run), torch.compile(d_run), torch.compile(d_raw)
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-        if on_cuda and params.bf16
-        else contextlib.nullcontext
-    )
+    autocast = speed.autocast
 
     batches = FaceBatches(
         faces, device, params.batch_size, dist_info.rank, dist_info.world_size, params.seed,
-        channels_last=on_cuda and params.channels_last,
+        channels_last=speed.channels_last,
     )  # fmt: skip
     grid_z = torch.randn(params.grid_size, params.z_dim, generator=seeded_generator(derive_seed(params.seed, GRID)))
     grid_z = grid_z.to(device)
@@ -194,7 +192,9 @@ def train_gan(
                 keep_graph = params.reuse_fake and k == params.n_critic - 1
                 with autocast():
                     with contextlib.nullcontext() if keep_graph else torch.no_grad():
-                        fake = g_run(z)
+                        # float32 like the real batch: under bf16 a bf16 fake made compile build one more critic
+                        # graph; autocast casts it back to bf16 for the critic's first conv, exactly
+                        fake = g_run(z).float()
                     loss_d = critic_loss(params.loss, d_run(real), d_run(fake.detach()))
                     if params.loss == "wgan-gp":
                         # the plain module: DDP and compiled graphs (AOTAutograd) cannot differentiate twice
@@ -205,10 +205,12 @@ def train_gan(
                 if params.loss == "wgan":
                     clip_weights(d_raw, params.clip_value)
 
-            d_raw.requires_grad_(False)  # the generator step needs gradients w.r.t. images only
+            # the generator step needs gradients w.r.t. images only. Under compile the frozen critic is its own graph
+            # anyway (its input needs grad), built once in step 1; frozen weights keep weight gradients out of it
+            d_raw.requires_grad_(False)
             with autocast():
                 if not params.reuse_fake:
-                    fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise))
+                    fake = g_run(torch.randn(plan.per_rank, params.z_dim, device=device, generator=noise)).float()
                 loss_g = generator_loss(params.loss, d_plain(fake))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -247,6 +249,7 @@ def train_gan(
                         params, plan, dist_info, done, start_step, wall_before + time.perf_counter() - t_start,
                         time.perf_counter() - t_start, last_losses, ema.module if ema is not None else g_raw,
                     )  # fmt: skip
+                    summary["speed"] = speed.as_dict()  # which speed options ran (metrics/train.json)
                 if dist_info.is_main:
                     wall = wall_before + time.perf_counter() - t_start
                     save_checkpoint(
@@ -304,9 +307,9 @@ def _configure_backends(params: TrainParams, on_cuda: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _optimizer(params: TrainParams, module: nn.Module, lr: float, on_cuda: bool) -> torch.optim.Optimizer:
+def _optimizer(params: TrainParams, module: nn.Module, lr: float, speed: SpeedSettings) -> torch.optim.Optimizer:
     if params.optimizer == "adam":
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(params.betas), fused=on_cuda or None)
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(params.betas), fused=speed.fused_adam or None)
     return torch.optim.RMSprop(module.parameters(), lr=lr)
 
 

@@ -39,7 +39,7 @@ def test_override_of_a_text_key_keeps_the_text_as_written():
         ("train.lr_g=-1", "train.lr_g: Input should be greater than 0"),
         ("train.loss=vae", "train.loss: Input should be"),
         ("data.sha256=abc", "data.sha256: String should match pattern"),
-        ("train.bf16=maybe", "train.bf16: Input should be a valid boolean"),
+        ("train.bf16=maybe", "train.bf16: Input should be 'cuda', 'always' or 'never'"),
         ("train.nope=1", "unknown key 'train.nope'"),
         ("nokey", "expected key.sub=value"),
     ],

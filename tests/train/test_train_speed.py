@@ -1,0 +1,131 @@
+"""The speed options a GPU run takes (train.bf16, channels_last, fused_adam, compile), run on CPU with `always`.
+
+Each trains a few steps with finite losses and leaves evidence that its path ran. bf16 autocast, channels_last and
+fused Adam are deterministic on CPU, so 2 steps + resume + 2 steps equals 4 steps bit for bit with each on.
+The gradient penalty stays float32 under bf16 (DESIGN.md: penalties eager in fp32).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import assert_same_tensors, load_state, tiny_params
+
+from pipeline.distributed import init_distributed
+from pipeline.losses import gradient_penalty
+from pipeline.models import Critic
+from pipeline.training import TrainPaths, train_gan
+
+STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "rng")
+
+
+def run(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
+    params = tiny_params(root, *overrides)
+    models = Path(params.paths.models)
+    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
+    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
+
+
+def checkpoint(root: Path) -> dict:
+    return load_state(root / "models" / "checkpoint.pt")
+
+
+def conv_weights(state: dict) -> list[torch.Tensor]:
+    return [t for t in state.values() if t.ndim == 4]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> dict:
+    """The default run on CPU: every option set to `cuda` (or `never`), so none is on."""
+    from train_helpers import tiny_faces
+
+    root = tmp_path_factory.mktemp("plain")
+    run(root, tiny_faces())
+    return checkpoint(root)
+
+
+def test_by_default_no_option_is_on_for_cpu(plain):
+    assert not any(plain["summary"]["speed"].values())
+    assert not plain["opt_g"]["param_groups"][0]["fused"]
+    assert all(w.is_contiguous() for w in conv_weights(plain["G"]) + conv_weights(plain["D"]))
+
+
+@pytest.mark.parametrize("option", ["bf16", "channels_last", "fused_adam"])
+def test_option_runs_on_cpu_and_resumes_bit_for_bit(tmp_path, faces, plain, option):
+    on = f"train.{option}=always"
+    summary = run(tmp_path / "straight", faces, on)
+    assert summary["steps"] == 4 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    assert summary["speed"] == {o: o == option for o in ("bf16", "compile", "channels_last", "fused_adam")}
+    run(tmp_path / "resumed", faces, on, "train.max_steps=2")
+    assert run(tmp_path / "resumed", faces, on)["resumed_from_step"] == 2
+    straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
+    for key in STATE_KEYS:
+        assert_same_tensors(straight[key], resumed[key], key)
+
+    # evidence that the option's path ran, not the default one
+    if option == "bf16":  # bf16 rounding moves every weight away from the fp32 run's
+        assert not torch.equal(straight["G"]["l3.0.weight"], plain["G"]["l3.0.weight"])
+    elif option == "channels_last":
+        weights = conv_weights(straight["G"]) + conv_weights(straight["D"]) + conv_weights(straight["G_ema"])
+        assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
+    else:
+        assert straight["opt_g"]["param_groups"][0]["fused"] and straight["opt_d"]["param_groups"][0]["fused"]
+
+
+def test_gradient_penalty_stays_float32_inside_bf16_autocast():
+    torch.manual_seed(0)
+    critic = Critic(8, 16, "instance", sigmoid=False, spectral_norm=False)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    fake = (torch.rand(4, 3, 16, 16) * 2 - 1).bfloat16()  # what a bf16 generator hands over
+    fp32 = gradient_penalty(critic, real, fake.float(), torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16_region = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(1))
+    assert in_bf16_region.dtype == torch.float32 and torch.isfinite(fp32)
+    assert torch.equal(in_bf16_region, fp32)
+
+
+class CountGraphs:
+    """A TrainLog that records torch._dynamo's graph count after each step and, from step 1 on, makes any
+    recompilation an error (torch._dynamo.config.error_on_recompile)."""
+
+    def __init__(self) -> None:
+        self.graphs: dict[int, int] = {}
+
+    def metrics(self, step, values):
+        from torch._dynamo.utils import counters
+
+        self.graphs[step] = counters["stats"]["unique_graphs"]
+        torch._dynamo.config.error_on_recompile = True
+
+    def grid(self, name, images):
+        pass
+
+
+@pytest.mark.slow  # compiling 4 graphs with inductor's C++ backend: about 20 s warm, 2 minutes cold on 2 cores
+def test_compile_with_every_option_on_cpu_compiles_nothing_after_the_first_step(tmp_path, faces):
+    # the GPU path with train.compile on: bf16, channels_last and fused Adam too. wgan-gp with 2 critic steps: the
+    # generator runs without and with grad (2 graphs), the critic trains and is frozen for G's step (2 graphs),
+    # and the penalty differentiates twice on the plain module beside the compiled one
+    on = [f"train.{o}=always" for o in ("compile", "bf16", "channels_last", "fused_adam")]
+    on += ["train.loss=wgan-gp", "train.critic_norm=instance", "train.n_critic=2", "train.max_steps=3"]
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    log = CountGraphs()
+    try:
+        summary = run(tmp_path / "straight", faces, *on, make_log=lambda start: log)
+    finally:
+        torch._dynamo.config.error_on_recompile = False
+    assert np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    assert all(summary["speed"].values())
+    assert log.graphs == {1: 4, 2: 4, 3: 4}
+    assert counters["graph_break"] == {}
+
+    # resumed in this process, the same compiled kernels run: bit for bit
+    run(tmp_path / "resumed", faces, *on, "train.max_steps=2")
+    run(tmp_path / "resumed", faces, *on)
+    straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
+    for key in STATE_KEYS:
+        assert_same_tensors(straight[key], resumed[key], key)
