@@ -5,6 +5,7 @@ Usage:
     backbone = load_backbone(weights="https://.../pt_inception-2015-12-05-6726825d.pth", sha256="",
                              cache_dir=Path("~/.cache/animegan"), calibration_seed=0, timeout_s=60)
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
+    backbone = load_backbone(..., speed=resolve_speed(params.eval, device))  # bf16 / compile when they apply
     backbone.name            # "pytorch-fid" | "untrained"
     backbone.path()          # {"kernels": "onednn" | "eager", ...}: which computation ran, for provenance
     backbone.weights_sha256  # sha256 of the weights file, or "untrained"
@@ -25,6 +26,10 @@ and on CPU (`kernels: onednn`) each convolution and its ReLU run as one oneDNN c
 once, at load, into oneDNN's blocked layout (eager PyTorch reorders them on every call and runs ReLU as another pass
 over memory). `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
 against pytorch-fid.
+
+The speed options of pipeline/speed.py (eval.bf16, eval.compile) take PyTorch's eager modules instead: bf16
+autocast (features within bf16 rounding of fp32's, so FID is no longer pytorch-fid's: `precision: bf16` in the path,
+and FID references remember it) and torch.compile (one graph per batch shape). The Inception is always channels_last.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from torch import nn
 
 from pipeline.errors import UserError, one_line
 from pipeline.hashing import sha256_file
+from pipeline.speed import SpeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +71,16 @@ class Backbone:
     device: torch.device
     calibration_seed: int | None = None
     kernels: str = "eager"  # "onednn": fused oneDNN convolution + ReLU (CPU); "eager": PyTorch's modules
+    speed: SpeedSettings | None = None  # bf16 / compile (the module is then torch.compile's wrapper)
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.speed is not None and self.speed.bf16 else "fp32"
 
     def path(self) -> dict[str, Any]:
         """Which computation produced the features, for provenance."""
         return {"kernels": self.kernels, "batchnorm": "folded", "memory_format": "channels_last",
-                "precision": "fp32"}  # fmt: skip
+                "precision": self.precision, "compile": bool(self.speed and self.speed.compile)}  # fmt: skip
 
 
 def build_fid_inception() -> nn.Module:
@@ -118,15 +129,18 @@ def load_backbone(
     timeout_s: float,
     device: str | None = None,
     kernels: str = "auto",
+    speed: SpeedSettings | None = None,
 ) -> Backbone:
     """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
 
-    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it, else eager), "onednn" or "eager"."""
+    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it and neither bf16 nor compile is on, else eager),
+    "onednn" or "eager". `speed`: the resolved eval speed options (pipeline.speed.resolve_speed) for `device`."""
     if kernels not in ("auto", "onednn", "eager"):
         raise ValueError(f"kernels must be auto, onednn or eager, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if kernels == "onednn" and (dev.type != "cpu" or not onednn_available()):
-        raise ValueError(f"onednn kernels need a CPU device and a PyTorch built with oneDNN (device {dev})")
+    eager_only = speed is not None and (speed.bf16 or speed.compile)  # autocast and inductor work on aten ops
+    if kernels == "onednn" and (dev.type != "cpu" or not onednn_available() or eager_only):
+        raise ValueError(f"onednn kernels need a CPU device, a PyTorch with oneDNN, no bf16 or compile (on {dev})")
     if weights == UNTRAINED:
         state = _untrained_state(calibration_seed)
         name, digest = UNTRAINED, UNTRAINED
@@ -143,11 +157,15 @@ def load_backbone(
     for p in model.parameters():
         p.requires_grad_(False)
     if kernels == "auto":
-        kernels = "onednn" if dev.type == "cpu" and onednn_available() else "eager"
+        kernels = "onednn" if dev.type == "cpu" and onednn_available() and not eager_only else "eager"
     if kernels == "onednn":
         model = _fuse_onednn(model)
+    if speed is not None:
+        model = speed.compiled(model)
     seed = calibration_seed if weights == UNTRAINED else None
-    return Backbone(model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed, kernels=kernels)
+    return Backbone(
+        model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed, kernels=kernels, speed=speed
+    )
 
 
 def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -155,7 +173,8 @@ def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) ->
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
     out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-    with _no_tf32(), torch.inference_mode():
+    autocast = backbone.speed.autocast() if backbone.speed is not None else contextlib.nullcontext()
+    with _no_tf32(), torch.inference_mode(), autocast:
         for start in range(0, len(images), batch_size):
             chunk = np.array(images[start : start + batch_size])  # a copy: `images` may be a read-only memmap
             batch = torch.from_numpy(chunk).to(backbone.device)

@@ -16,18 +16,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.clean import clean_faces_file
 from pipeline.config import Params
 from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
 from pipeline.inception import load_backbone
+from pipeline.speed import resolve_speed
 
 log = logging.getLogger(__name__)
 
 
 def backbone_for(params: Params):
     fid = params.eval.fid
-    return load_backbone(fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    speed = resolve_speed(params.eval, device)
+    return load_backbone(
+        fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s, device, speed=speed
+    )
 
 
 def run(params: Params) -> None:
