@@ -14,6 +14,9 @@ Detectors:
     >= eval.afd.min_face_prob. It finds faces in only about 5% of real anime faces, so read its AFD beside
     afd_real (the same detector on real faces).
   - anime: pipeline.anime_detector.load_detector(params), the O-Net fine-tuned by the `detector` stage.
+
+Both run their networks' forward passes under the eval speed options that apply on their device (eval.bf16,
+eval.compile, eval.channels_last; pipeline/speed.py); `detector.speed` says which (provenance.detector_speed).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from pipeline.config import Params
 from pipeline.errors import UserError
+from pipeline.speed import SpeedSettings, resolve_speed
 
 CHUNK = 256  # images per MTCNN call: bounds memory; results do not depend on it
 
@@ -65,7 +70,13 @@ class MtcnnDetector:
     name = "mtcnn"
 
     def __init__(
-        self, thresholds: list[float], upscale: int, min_face_prob: float, min_face_size: int, device: str = "cpu"
+        self,
+        thresholds: list[float],
+        upscale: int,
+        min_face_prob: float,
+        min_face_size: int,
+        device: str = "cpu",
+        speed: SpeedSettings | None = None,
     ) -> None:
         from facenet_pytorch import MTCNN
 
@@ -73,7 +84,11 @@ class MtcnnDetector:
         self.upscale = int(upscale)
         self.min_face_prob = float(min_face_prob)
         self.min_face_size = int(min_face_size)
+        self.speed = speed
         self.mtcnn = MTCNN(keep_all=True, thresholds=self.thresholds, min_face_size=self.min_face_size, device=device)
+        if speed is not None and (speed.bf16 or speed.compile or speed.channels_last):
+            for name in ("pnet", "rnet", "onet"):
+                setattr(self.mtcnn, name, SpedUpNet(getattr(self.mtcnn, name), speed))
 
     def detect(self, images: np.ndarray) -> np.ndarray:
         found = np.zeros(len(images), dtype=bool)
@@ -104,10 +119,29 @@ class MtcnnDetector:
         }
 
 
+class SpedUpNet(nn.Module):
+    """One of MTCNN's three networks under the speed options: its input in their memory format, its forward
+    compiled and/or under bf16 autocast, its outputs back in float32 for MTCNN's box arithmetic and NMS."""
+
+    def __init__(self, net: nn.Module, speed: SpeedSettings) -> None:
+        super().__init__()
+        self.speed = speed
+        self.net = net.to(memory_format=speed.memory_format)
+        self.run = speed.compiled(self.net)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with self.speed.autocast():
+            out = self.run(x.contiguous(memory_format=self.speed.memory_format))
+        return tuple(o.float() for o in out)
+
+
 def _mtcnn(params: Params) -> Detector:
     afd = params.eval.afd
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return MtcnnDetector(afd.mtcnn_thresholds, afd.mtcnn_upscale, afd.min_face_prob, afd.mtcnn_min_face_size, device)
+    return MtcnnDetector(
+        afd.mtcnn_thresholds, afd.mtcnn_upscale, afd.min_face_prob, afd.mtcnn_min_face_size, device,
+        speed=resolve_speed(params.eval, device),
+    )  # fmt: skip
 
 
 def _anime(params: Params) -> Detector:

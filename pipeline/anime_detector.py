@@ -11,11 +11,14 @@ Usage:
 It answers one question per image: does the whole frame hold an anime face, framed as the course's faces are?
 Every image, whatever its size, is resized to O-Net's 48x48 input (antialiased bilinear, the same function the
 training data goes through), so 64x64 samples and 96x96 originals are judged alike. The weights, the threshold
-and the split they were chosen on are written by the `detector` stage (stages/detector.py).
+and the split they were chosen on are written by the `detector` stage (stages/detector.py). load_detector applies
+the eval speed options (eval.bf16, eval.compile, eval.channels_last; pipeline/speed.py) to its forward pass;
+`detector.speed` says which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -31,6 +34,7 @@ from pipeline.atomic import torch_bytes
 from pipeline.config import Params
 from pipeline.errors import UserError
 from pipeline.hashing import sha256_file
+from pipeline.speed import SpeedSettings, resolve_speed
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +92,20 @@ def pick_device() -> torch.device:
 
 
 @torch.no_grad()
-def face_probabilities(model: FaceClassifier, inputs: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """Face probability of each 48x48 input (float (N, 3, 48, 48) 0..255), as float64."""
+def face_probabilities(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int = 512, speed: SpeedSettings | None = None
+) -> np.ndarray:
+    """Face probability of each 48x48 input (float (N, 3, 48, 48) 0..255), as float64; `model` may be compiled,
+    and `speed` puts the inputs in its memory format and the forward under its autocast."""
     device = next(model.parameters()).device
+    fmt = speed.memory_format if speed is not None else torch.contiguous_format
     was_training = model.training
     model.eval()
-    out = [
-        torch.sigmoid(model(inputs[i : i + batch_size].to(device)).double()).cpu()
-        for i in range(0, len(inputs), batch_size)
-    ]
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        with speed.autocast() if speed is not None else contextlib.nullcontext():
+            logits = model(inputs[i : i + batch_size].to(device, memory_format=fmt))
+        out.append(torch.sigmoid(logits.double()).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros(0)
 
@@ -113,8 +122,13 @@ class AnimeDetector:
         weights_sha256: str,
         meta: dict[str, Any],
         unseen_faces: np.ndarray | None = None,
+        speed: SpeedSettings | None = None,
     ):
+        self.speed = speed
         self.model = model.eval()
+        if speed is not None:
+            self.model.to(memory_format=speed.memory_format)
+        self._forward = speed.compiled(self.model) if speed is not None else self.model
         self.threshold = float(threshold)
         self.weights_sha256 = weights_sha256
         self.meta = meta
@@ -122,7 +136,7 @@ class AnimeDetector:
 
     def scores(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         out = [
-            face_probabilities(self.model, to_input(images[i : i + batch_size]), batch_size)
+            face_probabilities(self._forward, to_input(images[i : i + batch_size]), batch_size, self.speed)
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros(0)
@@ -153,11 +167,15 @@ def save_detector(folder: Path, model: FaceClassifier, meta: dict[str, Any]) -> 
 
 
 def load_detector(params: Params) -> AnimeDetector:
-    """The detector the `detector` stage trained, from params.paths.detector, on CUDA when present."""
-    return load_detector_from(Path(params.paths.detector))
+    """The detector the `detector` stage trained, from params.paths.detector, on CUDA when present, with the eval
+    speed options that apply there."""
+    device = pick_device()
+    return load_detector_from(Path(params.paths.detector), device, resolve_speed(params.eval, device))
 
 
-def load_detector_from(folder: Path, device: torch.device | None = None) -> AnimeDetector:
+def load_detector_from(
+    folder: Path, device: torch.device | None = None, speed: SpeedSettings | None = None
+) -> AnimeDetector:
     folder = Path(folder)
     weights, meta_path = folder / WEIGHTS_FILE, folder / META_FILE
     if not weights.is_file() or not meta_path.is_file():
@@ -177,5 +195,5 @@ def load_detector_from(folder: Path, device: torch.device | None = None) -> Anim
             f"anime detector in {folder}/ is unreadable ({type(e).__name__}): rerun the detector stage"
         ) from None
     model.to(device or pick_device())
-    return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen)
+    return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen, speed)
 

@@ -160,6 +160,9 @@ class AfdParams(Section):
 
 class EvalParams(Section):
     repeats: PositiveInt
+    bf16: SpeedMode  # the Inception and detector forward passes (pipeline/speed.py)
+    compile: SpeedMode
+    channels_last: SpeedMode
     fid: FidParams
     kid: KidParams
     afd: AfdParams

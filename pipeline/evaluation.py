@@ -125,10 +125,18 @@ def provenance(
         "jpeg_quality": jpeg_quality,
         "packages": package_versions(),
         "device": device_name(backbone.device),
+        "inception": backbone.path(),
+        "detector_speed": detector_speed(detector),
     }
     if backbone.calibration_seed is not None:
         out["calibration_seed"] = backbone.calibration_seed
     return {**out, **(extra or {})}
+
+
+def detector_speed(detector: Detector) -> dict[str, bool]:
+    """Which eval speed options the detector's forward passes ran with (a detector without `speed`: none)."""
+    speed = getattr(detector, "speed", None)
+    return {name: bool(speed is not None and getattr(speed, name)) for name in ("bf16", "compile", "channels_last")}
 
 
 def package_versions() -> dict[str, str]:

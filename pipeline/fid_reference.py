@@ -62,7 +62,13 @@ def backbone_meta(backbone: Backbone) -> dict[str, Any]:
     meta: dict[str, Any] = {"fid_backbone": backbone.name, "weights_sha256": backbone.weights_sha256}
     if backbone.calibration_seed is not None:
         meta["calibration_seed"] = backbone.calibration_seed
+    if backbone.precision != "fp32":  # fp32 references, older ones included, carry no key
+        meta["inception_precision"] = backbone.precision
     return meta
+
+
+def _precision_differs(meta: dict[str, Any], want: dict[str, Any]) -> bool:
+    return meta.get("inception_precision", "fp32") != want.get("inception_precision", "fp32")
 
 
 def compute_reference(
@@ -132,6 +138,8 @@ def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder
     """UserError when the reference was computed from other data or another backbone than the one in use."""
     want = {**backbone_meta(backbone), "data_sha256": data_sha256}
     stale = [k for k, v in want.items() if ref.meta.get(k) != v]
+    if _precision_differs(ref.meta, want) and "inception_precision" not in stale:
+        stale.append("inception_precision")
     if stale:
         raise UserError(
             f"FID reference in {folder}/ is stale ({', '.join(sorted(stale))} changed): rerun `animegan fid-reference`"
@@ -141,4 +149,6 @@ def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder
 def is_current(folder: Path, want: dict[str, Any]) -> bool:
     """True when folder holds a reference whose meta agrees with every key of `want`."""
     meta = read_meta(folder)
-    return meta is not None and (Path(folder) / STATS_FILE).is_file() and all(meta.get(k) == v for k, v in want.items())
+    if meta is None or not (Path(folder) / STATS_FILE).is_file() or _precision_differs(meta, want):
+        return False
+    return all(meta.get(k) == v for k, v in want.items())

@@ -5,7 +5,9 @@ Usage:
     backbone = load_backbone(weights="https://.../pt_inception-2015-12-05-6726825d.pth", sha256="",
                              cache_dir=Path("~/.cache/animegan"), calibration_seed=0, timeout_s=60)
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
+    backbone = load_backbone(..., speed=resolve_speed(params.eval, device))  # bf16 / compile when they apply
     backbone.name            # "pytorch-fid" | "untrained"
+    backbone.path()          # {"kernels": "onednn" | "eager", ...}: which computation ran, for provenance
     backbone.weights_sha256  # sha256 of the weights file; for `untrained`, of what its weights are made from
 
 `weights` is one of:
@@ -20,8 +22,16 @@ Usage:
     thread count), so a reference made with another seed or other calibration images is told apart.
 
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
-(uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with two CPU speed-ups that keep features within float
-rounding of pytorch-fid's: channels_last memory layout and each BatchNorm folded into the convolution before it.
+(uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with speed-ups that keep features within float rounding of
+pytorch-fid's: each BatchNorm folded into the convolution before it, channels_last memory layout, inference mode,
+and on CPU (`kernels: onednn`) each convolution and its ReLU run as one oneDNN call whose weights were reordered
+once, at load, into oneDNN's blocked layout (eager PyTorch reorders them on every call and runs ReLU as another pass
+over memory). `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
+against pytorch-fid.
+
+The speed options of pipeline/speed.py (eval.bf16, eval.compile) take PyTorch's eager modules instead: bf16
+autocast (features within bf16 rounding of fp32's, so FID is no longer pytorch-fid's: `precision: bf16` in the path,
+and FID references remember it) and torch.compile (one graph per batch shape). The Inception is always channels_last.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -44,6 +55,7 @@ from torch import nn
 
 from pipeline.errors import UserError, one_line
 from pipeline.hashing import sha256_file
+from pipeline.speed import SpeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +73,17 @@ class Backbone:
     weights_sha256: str  # of the weights file; for "untrained", of its initial weights and calibration images
     device: torch.device
     calibration_seed: int | None = None
+    kernels: str = "eager"  # "onednn": fused oneDNN convolution + ReLU (CPU); "eager": PyTorch's modules
+    speed: SpeedSettings | None = None  # bf16 / compile (the module is then torch.compile's wrapper)
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.speed is not None and self.speed.bf16 else "fp32"
+
+    def path(self) -> dict[str, Any]:
+        """Which computation produced the features, for provenance."""
+        return {"kernels": self.kernels, "batchnorm": "folded", "memory_format": "channels_last",
+                "precision": self.precision, "compile": bool(self.speed and self.speed.compile)}  # fmt: skip
 
 
 def build_fid_inception() -> nn.Module:
@@ -102,10 +125,25 @@ class PoolFeatures(nn.Module):
 
 
 def load_backbone(
-    weights: str, sha256: str, cache_dir: Path, calibration_seed: int, timeout_s: float, device: str | None = None
+    weights: str,
+    sha256: str,
+    cache_dir: Path,
+    calibration_seed: int,
+    timeout_s: float,
+    device: str | None = None,
+    kernels: str = "auto",
+    speed: SpeedSettings | None = None,
 ) -> Backbone:
-    """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`."""
+    """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
+
+    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it and neither bf16 nor compile is on, else eager),
+    "onednn" or "eager". `speed`: the resolved eval speed options (pipeline.speed.resolve_speed) for `device`."""
+    if kernels not in ("auto", "onednn", "eager"):
+        raise ValueError(f"kernels must be auto, onednn or eager, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    eager_only = speed is not None and (speed.bf16 or speed.compile)  # autocast and inductor work on aten ops
+    if kernels == "onednn" and (dev.type != "cpu" or not onednn_available() or eager_only):
+        raise ValueError(f"onednn kernels need a CPU device, a PyTorch with oneDNN, no bf16 or compile (on {dev})")
     if weights == UNTRAINED:
         state, digest = _untrained(calibration_seed)
         name = UNTRAINED
@@ -121,8 +159,16 @@ def load_backbone(
     model = PoolFeatures(_fold_batchnorm(net.eval())).eval().to(dev).to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
+    if kernels == "auto":
+        kernels = "onednn" if dev.type == "cpu" and onednn_available() and not eager_only else "eager"
+    if kernels == "onednn":
+        model = _fuse_onednn(model)
+    if speed is not None:
+        model = speed.compiled(model)
     seed = calibration_seed if weights == UNTRAINED else None
-    return Backbone(model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed)
+    return Backbone(
+        model=model, name=name, weights_sha256=digest, device=dev, calibration_seed=seed, kernels=kernels, speed=speed
+    )
 
 
 def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -130,7 +176,8 @@ def extract_features(backbone: Backbone, images: np.ndarray, batch_size: int) ->
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
     out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-    with _no_tf32(), torch.inference_mode():
+    autocast = backbone.speed.autocast() if backbone.speed is not None else contextlib.nullcontext()
+    with _no_tf32(), torch.inference_mode(), autocast:
         for start in range(0, len(images), batch_size):
             chunk = np.array(images[start : start + batch_size])  # a copy: `images` may be a read-only memmap
             batch = torch.from_numpy(chunk).to(backbone.device)
@@ -243,6 +290,55 @@ def _fold_batchnorm(net: nn.Module) -> nn.Module:
             m.conv = fuse_conv_bn_eval(m.conv, m.bn)
             m.bn = nn.Identity()
     return net
+
+
+class OneDnnConvReLU(nn.Module):
+    """relu(conv(x)) of a BasicConv2d whose BatchNorm is folded in, as one oneDNN call (ReLU as a post-op) on
+    weights reordered once into oneDNN's blocked layout. CPU only; the same numbers as the eager module."""
+
+    def __init__(self, conv: nn.Conv2d, input_size: list[int]) -> None:
+        super().__init__()
+        self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+        self.groups = conv.groups
+        # oneDNN picks the blocked layout for an input size (here one image); the features do not depend on it
+        # (tests compare batch sizes) and the layout runs at full speed for any batch size (measured).
+        self.weight = torch.ops.mkldnn._reorder_convolution_weight(
+            conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups, input_size
+        )  # an opaque oneDNN tensor, not a parameter: the module is built for inference on CPU and never moved
+        self.bias = conv.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "relu", [], ""
+        )
+
+
+def onednn_available() -> bool:
+    """Whether this PyTorch has oneDNN and the fused convolution ops the `onednn` kernels call (private ops)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return all(hasattr(torch.ops.mkldnn, op) for op in ("_convolution_pointwise", "_reorder_convolution_weight"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _fuse_onednn(model: PoolFeatures) -> PoolFeatures:
+    """Replace every BasicConv2d (BatchNorm already folded) by its OneDnnConvReLU, in place."""
+    convs = {m: None for m in model.modules() if isinstance(m, torchvision.models.inception.BasicConv2d)}
+    assert all(isinstance(m.bn, nn.Identity) for m in convs), "fold BatchNorm first"
+    hooks = [m.register_forward_pre_hook(lambda m, args: convs.__setitem__(m, list(args[0].shape))) for m in convs]
+    try:
+        with torch.inference_mode():  # one image at 299x299 (any input size gives that): each conv's input size
+            model(torch.zeros(1, CALIBRATION_SIZE, CALIBRATION_SIZE, 3, dtype=torch.uint8))
+    finally:
+        for h in hooks:
+            h.remove()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if child in convs:
+                setattr(parent, name, OneDnnConvReLU(child.conv, convs[child]))
+    return model
 
 
 @contextlib.contextmanager

@@ -15,18 +15,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from pipeline.atomic import remove_stale_temporaries
 from pipeline.clean import clean_faces_file, load_clean_faces
 from pipeline.config import Params
 from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
 from pipeline.inception import load_backbone
+from pipeline.speed import resolve_speed
 
 log = logging.getLogger(__name__)
 
 
 def backbone_for(params: Params):
     fid = params.eval.fid
-    return load_backbone(fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    speed = resolve_speed(params.eval, device)
+    return load_backbone(
+        fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s, device, speed=speed
+    )
 
 
 def run(params: Params) -> None:

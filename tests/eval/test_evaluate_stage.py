@@ -48,6 +48,9 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert p["detector"]["name"] == "mtcnn" and p["detector"]["thresholds"] == [0.6, 0.7, 0.7]
     assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (8, 2, 16, 75)
     assert p["device"] == "cpu" and p["packages"]["torch"] and len(p["dataset_sha256"]) == 64
+    assert p["inception"] == {"kernels": "onednn", "batchnorm": "folded", "memory_format": "channels_last",
+                              "precision": "fp32", "compile": False}  # fmt: skip
+    assert p["detector_speed"] == {"bf16": False, "compile": False, "channels_last": False}
 
 
 def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Path, list[str]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from pipeline.cartoon import cartoon_faces
 from pipeline.fid import FeatureStats, fid_of_features
@@ -13,7 +14,14 @@ from pipeline.inception import _untrained_state, build_fid_inception, extract_fe
 
 @pytest.fixture(scope="module")
 def backbone():
+    """What the pipeline runs on CPU: the fused oneDNN kernels."""
     return load_backbone("untrained", "", None, calibration_seed=0, timeout_s=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def eager_backbone():
+    """PyTorch's own modules (what a GPU runs), BatchNorm folded, channels_last."""
+    return load_backbone("untrained", "", None, calibration_seed=0, timeout_s=1, device="cpu", kernels="eager")
 
 
 @pytest.fixture(scope="module")
@@ -21,25 +29,51 @@ def faces() -> np.ndarray:
     return cartoon_faces(count=6, size=32, seed=11)
 
 
-def test_features_do_not_depend_on_batch_size(backbone, faces: np.ndarray) -> None:
-    whole = extract_features(backbone, faces, batch_size=6)
-    assert whole.shape == (6, 2048) and whole.dtype == np.float32
-    np.testing.assert_allclose(extract_features(backbone, faces, batch_size=4), whole, rtol=0, atol=1e-6)
-
-
-def test_features_equal_pytorch_fids_on_the_same_weights(backbone, faces: np.ndarray, monkeypatch) -> None:
+@pytest.fixture(scope="module")
+def theirs(faces: np.ndarray) -> np.ndarray:
+    """pytorch-fid's own InceptionV3 on the same state dict: its pool3 features of `faces`."""
     import pytorch_fid.inception as pfi
 
     net = build_fid_inception()
     net.load_state_dict(_untrained_state(0))
-    monkeypatch.setattr(pfi, "fid_inception_v3", lambda: net)  # theirs would download the weights from GitHub
-    theirs_model = pfi.InceptionV3([3]).eval()
-    x = torch.from_numpy(faces[:4]).permute(0, 3, 1, 2).float() / 255  # what their ToTensor gives
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pfi, "fid_inception_v3", lambda: net)  # theirs would download the weights from GitHub
+        theirs_model = pfi.InceptionV3([3]).eval()
+    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255  # what their ToTensor gives
     with torch.no_grad():
-        theirs = theirs_model(x)[0].flatten(1).numpy()
-    ours = extract_features(backbone, faces[:4], batch_size=4)
-    # BatchNorm folded into the convolutions changes only float rounding.
+        return theirs_model(x)[0].flatten(1).numpy()
+
+
+def test_cpu_runs_the_fused_onednn_kernels_and_says_so(backbone, eager_backbone) -> None:
+    assert backbone.kernels == "onednn" and backbone.path()["kernels"] == "onednn"
+    assert eager_backbone.path() == {**backbone.path(), "kernels": "eager"}
+    assert not any(isinstance(m, torchvision.models.inception.BasicConv2d) for m in backbone.model.modules())
+    assert any(isinstance(m, torchvision.models.inception.BasicConv2d) for m in eager_backbone.model.modules())
+
+
+@pytest.mark.parametrize("kernels", ["onednn", "eager"])
+def test_features_do_not_depend_on_batch_size(backbone, eager_backbone, faces: np.ndarray, kernels: str) -> None:
+    net = backbone if kernels == "onednn" else eager_backbone
+    whole = extract_features(net, faces, batch_size=6)
+    assert whole.shape == (6, 2048) and whole.dtype == np.float32
+    np.testing.assert_allclose(extract_features(net, faces, batch_size=4), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(extract_features(net, faces[:2], batch_size=1), whole[:2], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", ["onednn", "eager"])
+def test_features_equal_pytorch_fids_on_the_same_weights(backbone, eager_backbone, faces, theirs, kernels) -> None:
+    ours = extract_features(backbone if kernels == "onednn" else eager_backbone, faces, batch_size=6)
+    # BatchNorm folded into the convolutions, and the fused kernels, change only float rounding.
     assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    # ... and the FID between two halves moves by far less than the 1e-4 relative that matters
+    ours_fid = fid_of_features(ours[3:], *_moments(ours[:3]))
+    theirs_fid = fid_of_features(theirs[3:], *_moments(theirs[:3]))
+    assert theirs_fid > 0 and abs(ours_fid - theirs_fid) <= 1e-4 * theirs_fid
+
+
+def _moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    stats = FeatureStats.of(features)
+    return stats.mean, stats.cov
 
 
 def test_untrained_backbone_separates_image_sets(backbone) -> None:
