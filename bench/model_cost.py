@@ -7,8 +7,8 @@ Usage:
 Each model is bench/model_race.py's configuration (batch 64) at --size on random faces (speed does not depend on
 the pixels). FLOPs: torch.utils.flop_counter over reg_every whole training steps (so a lazy R1/R2 step counts
 once per interval, as in training; its double backward included), divided by the real images those steps
-consume (convolution gradients counted at their forward's cost: see conv_backward_flops). images/s: train_gan
-for --warmup + --steps steps on one torch thread, timed over the last --steps.
+consume (convolution gradients counted at their forward's cost: see model_flops.conv_backward_flops).
+images/s: train_gan for --warmup + --steps steps on one torch thread, timed over the last --steps.
 The machine is shared: the load average is printed with the figures.
 """
 
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode, conv_flop_count
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from model_flops import flops  # noqa: E402  (grouped convolutions' backward counted right)
 from model_race import MODELS, model_overrides  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
@@ -49,27 +49,6 @@ class StepClock:
         pass
 
 
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:  # fmt: skip
-    """Each gradient (input, weight) costs one forward convolution; torch's own formula counts the weight gradient of
-    a grouped convolution groups times over (R3GAN's 3x3 convolutions are grouped)."""
-    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
-
-
-class GlobalFlopCounter(FlopCounterMode):
-    """FlopCounterMode without its module tracker, whose hooks break autograd.grad on leaf inputs (R1, WGAN-GP)."""
-
-    def __enter__(self) -> GlobalFlopCounter:
-        self.flop_counts.clear()
-        self.mode = _FlopCounterMode(self)
-        self.mode.__enter__()
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.mode.__exit__(*args)
-        self.mode = None
-
-
 def flops_per_image(train, size: int) -> float:
     images_per_step = train.batch_size * train.n_critic
     family = family_for(train, size, images_per_step)
@@ -78,8 +57,8 @@ def flops_per_image(train, size: int) -> float:
     opt_g, opt_d = family.optimizers(g, d, fused=None)
     nets = Nets(g, d, opt_g, opt_d)
     gen = torch.Generator().manual_seed(0)
-    fixed = {torch.ops.aten.convolution_backward: conv_backward_flops}
-    with GlobalFlopCounter(display=False, custom_mapping=fixed) as counter:
+
+    def steps() -> None:
         for step in range(train.reg_every):
             for k in range(train.n_critic):
                 real = torch.rand(train.batch_size, 3, size, size) * 2 - 1
@@ -87,7 +66,8 @@ def flops_per_image(train, size: int) -> float:
                 gamma = family.schedule(step).gamma
                 fake, _, _ = family.critic_step(nets, real, z, gen, gamma, step * train.n_critic + k, True)
             family.generator_step(nets, fake, real, z)
-    return counter.get_total_flops() / (images_per_step * train.reg_every)
+
+    return flops(steps) / (images_per_step * train.reg_every)
 
 
 def images_per_s(overrides: list[str], steps: int, warmup: int, size: int) -> float:
