@@ -202,6 +202,14 @@ def exp(
     seed: Annotated[
         int | None, typer.Option("--seed", help="train with this train.seed, as experiment NAME-seedSEED")
     ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            metavar="REMOTE",
+            help="when the run succeeds: dvc exp push REMOTE NAME (git ref; cached outputs to the default DVC remote)",
+        ),
+    ] = None,
 ) -> None:
     """Run one of the course's experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
     from stages import experiments
@@ -214,7 +222,7 @@ def exp(
 
     def go() -> None:
         nonlocal code
-        code = experiments.run_experiment(name, set_ or [], dry_run, seed)
+        code = experiments.run_experiment(name, set_ or [], dry_run, seed, push)
 
     run_guarded(go)
     raise typer.Exit(code)

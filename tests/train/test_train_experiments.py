@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from pipeline.config import load_params
 from stages.cli import app
-from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings
+from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings, push_command
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -42,3 +42,12 @@ def test_seed_names_the_experiment_and_the_next_preset_puts_the_course_seed_back
     assert "train.seed=2022" in dvc_command("baseline")
     done = CliRunner().invoke(app, ["exp", "baseline", "--seed", "7", "--dry-run"])
     assert done.exit_code == 0 and "dvc exp run -n baseline-seed7 " in done.output and "train.seed=7" in done.output
+
+
+def test_push_pushes_the_named_run_and_only_its_ref_without_a_dvc_remote(tmp_path, monkeypatch):
+    assert push_command("wgan-seed2", "origin", "store") == ["dvc", "exp", "push", "origin", "wgan-seed2"]
+    assert push_command("wgan", "origin", None)[-1] == "--no-cache"
+    monkeypatch.chdir(tmp_path)  # no DVC repository, so no default DVC remote
+    done = CliRunner().invoke(app, ["exp", "wgan", "--seed", "2", "--push", "origin", "--dry-run"])
+    assert done.exit_code == 0 and "dvc exp push origin wgan-seed2 --no-cache" in done.output
+    assert "no default DVC remote" in done.output
