@@ -210,6 +210,9 @@ def exp(
             help="when the run succeeds: dvc exp push REMOTE NAME (git ref; cached outputs to the default DVC remote)",
         ),
     ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="only queue it (dvc exp run --queue); run the queue with dvc queue start")
+    ] = False,
 ) -> None:
     """Run one of the course's experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
     from stages import experiments
@@ -222,7 +225,7 @@ def exp(
 
     def go() -> None:
         nonlocal code
-        code = experiments.run_experiment(name, set_ or [], dry_run, seed, push)
+        code = experiments.run_experiment(name, set_ or [], dry_run, seed, push, queue)
 
     run_guarded(go)
     raise typer.Exit(code)

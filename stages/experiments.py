@@ -5,6 +5,7 @@ Usage:
     animegan exp wgan-gp --dry-run   # print the command only
     animegan exp wgan-gp --seed 1    # experiment wgan-gp-seed1, trained with train.seed=1
     animegan exp wgan-gp --push origin   # then: dvc exp push origin wgan-gp (git ref + cached outputs)
+    animegan exp wgan-gp --seed 1 --queue   # dvc exp run --queue ...; start workers with dvc queue start
     animegan exp --list
     dvc exp show --only-changed      # then compare: dvc metrics diff / dvc plots diff
 
@@ -46,16 +47,19 @@ def preset_settings(name: str) -> dict[str, Any]:
     return {**VARIANT_KEYS, **PRESETS[name], "train.on_mismatch": "restart"}
 
 
-def dvc_command(name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: int | None = None) -> list[str]:
+def dvc_command(
+    name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: int | None = None, queue: bool = False
+) -> list[str]:
     """The `dvc exp run` argv for a preset; extra_sets (key=value) come last, so they win. A seed names the
-    experiment NAME-seedS and trains with train.seed=S (compare such runs as a group: a-seed1+a-seed2)."""
+    experiment NAME-seedS and trains with train.seed=S (compare such runs as a group: a-seed1+a-seed2). queue:
+    only add it to DVC's queue (`dvc queue start` runs it)."""
     settings = preset_settings(name) | ({} if seed is None else {"train.seed": seed})
     cmd = ["dvc", "exp", "run", "-n", name if seed is None else f"{name}-seed{seed}"]
     for key, value in settings.items():
         cmd += ["-S", f"{key}={value}"]
     for item in extra_sets:
         cmd += ["-S", item]
-    return cmd
+    return [*cmd, "--queue"] if queue else cmd
 
 
 def push_command(name: str, git_remote: str, dvc_remote: str | None) -> list[str]:
@@ -70,6 +74,7 @@ def run_experiment(
     dry_run: bool = False,
     seed: int | None = None,
     push: str | None = None,
+    queue: bool = False,
 ) -> int:
     """Run (or with dry_run only print) the preset's dvc command, then with push the `dvc exp push` of the
     finished run; the dvc beside this Python is preferred."""
@@ -79,7 +84,9 @@ def run_experiment(
 
     if name not in PRESETS:
         raise UserError(f"unknown experiment {name!r}; presets: {', '.join(PRESETS)}")
-    cmd = dvc_command(name, extra_sets, seed)
+    if queue and push is not None:
+        raise UserError("--push needs a finished run: after the queue, push with `dvc exp push REMOTE NAME ...`")
+    cmd = dvc_command(name, extra_sets, seed, queue)
     code = _run_dvc(cmd, dry_run)
     if push is None or code != 0:
         return code

@@ -51,3 +51,12 @@ def test_push_pushes_the_named_run_and_only_its_ref_without_a_dvc_remote(tmp_pat
     done = CliRunner().invoke(app, ["exp", "wgan", "--seed", "2", "--push", "origin", "--dry-run"])
     assert done.exit_code == 0 and "dvc exp push origin wgan-seed2 --no-cache" in done.output
     assert "no default DVC remote" in done.output
+
+
+def test_queue_only_queues_and_refuses_push():
+    assert dvc_command("wgan", seed=2, queue=True)[-1] == "--queue"
+    runner = CliRunner()
+    done = runner.invoke(app, ["exp", "wgan", "--seed", "2", "--queue", "--dry-run"])
+    assert done.exit_code == 0 and "dvc exp run -n wgan-seed2 " in done.output and " --queue" in done.output
+    done = runner.invoke(app, ["exp", "wgan", "--queue", "--push", "origin"])
+    assert done.exit_code == 2 and "--push needs a finished run" in done.output
