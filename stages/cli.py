@@ -231,6 +231,31 @@ def exp(
     raise typer.Exit(code)
 
 
+@app.command("pull")
+def pull(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="stages or paths to pull (default: every output of this commit)")
+    ] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="DVC remote (default: the default one)")] = None,
+) -> None:
+    """dvc pull, after checking that the cache and the DVC remote hold every file: else one line, nothing changed."""
+    code = 0
+
+    def go() -> None:
+        nonlocal code
+        import subprocess
+
+        from pipeline.dvc_remote import check_pullable
+        from stages.experiments import dvc_executable
+
+        check_pullable(Path.cwd(), remote, targets or [])
+        cmd = [dvc_executable(), "pull", *(["--remote", remote] if remote else []), *(targets or [])]
+        code = subprocess.run(cmd).returncode
+
+    run_guarded(go)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

@@ -97,7 +97,8 @@ def run_experiment(
     return _run_dvc(push_command(cmd[4], push, dvc_remote), dry_run)
 
 
-def _dvc() -> str:
+def dvc_executable() -> str:
+    """The dvc beside this Python (the venv's), else the one on PATH."""
     import shutil
     import sys
     from pathlib import Path
@@ -114,13 +115,13 @@ def _run_dvc(cmd: list[str], dry_run: bool) -> int:
     print(shlex.join(cmd), file=sys.stderr, flush=True)
     if dry_run:
         return 0
-    return subprocess.run([_dvc(), *cmd[1:]]).returncode
+    return subprocess.run([dvc_executable(), *cmd[1:]]).returncode
 
 
 def _default_dvc_remote() -> str | None:
     """The name `dvc remote default` prints, or None when none is set."""
     import subprocess
 
-    done = subprocess.run([_dvc(), "remote", "default"], capture_output=True, text=True)
+    done = subprocess.run([dvc_executable(), "remote", "default"], capture_output=True, text=True)
     name = done.stdout.strip()
     return name if done.returncode == 0 and name else None
