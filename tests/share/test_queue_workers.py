@@ -1,9 +1,9 @@
 """The README's cluster queue, run for real with `dvc queue` on CPU: one worker per GPU, and what a failure leaves.
 
 A throwaway DVC repository whose one stage records the CUDA_VISIBLE_DEVICES it ran with (no GPU is needed to see
-which one a worker would hand its experiment), sleeps long enough for both workers to take a task, and fails when
-job.fail is set. Workers are started as the README says: `CUDA_VISIBLE_DEVICES=G dvc queue start -j G+1` per GPU
-(each call adds only the one missing worker, which keeps the environment it was started with).
+which one a worker would hand its experiment), fails at once when job.fail is set, else sleeps long enough
+for both workers to take a task. Workers are started by the README's own loop (GPUS=2): `CUDA_VISIBLE_DEVICES=G dvc queue start
+-j G+1` per GPU, each call adding only the one missing worker, which keeps the environment it was started with.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow
 
 STAGE = """\
 #!/bin/sh
-echo "gpu=${CUDA_VISIBLE_DEVICES-unset}" > gpu.txt
-sleep 25
-echo "job $1 done"
+echo "gpu=${CUDA_VISIBLE_DEVICES-unset}" | tee gpu.txt
 test "$1" -eq 0 || { echo "job failed on purpose" >&2; exit 3; }
+sleep 25
+echo "job done"
 """
 DVC_YAML = """\
 stages:
@@ -41,12 +41,17 @@ stages:
 """
 
 
-def sh(cwd: Path, *args: str, check: bool = True, gpu: str | None = None) -> subprocess.CompletedProcess[str]:
+def readme_worker_loop(gpus: int) -> str:
+    """The README's shell block that starts one queue worker per GPU, for this many GPUs."""
+    block = re.search(r"\nGPUS=4\n(.*?\ndone\n)", (REPO / "README.md").read_text(), re.S)
+    assert block, "README: the GPUS=4 worker loop is gone"
+    return f"GPUS={gpus}\n{block.group(1)}"
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                         "DVC_NO_ANALYTICS": "1"}  # fmt: skip
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
     done = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert not check or done.returncode == 0, f"{args}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done
@@ -78,8 +83,7 @@ def test_one_worker_per_gpu_and_a_failed_run_leaves_the_workspace_alone(tmp_path
     (ws / "notes.txt").write_text("uncommitted work of the user\n")
     before = workspace_files(ws)
 
-    for gpu in (0, 1):  # the README's loop, for 2 GPUs
-        sh(ws, "dvc", "queue", "start", "-j", str(gpu + 1), gpu=str(gpu))
+    sh(ws, "bash", "-euc", readme_worker_loop(2))
     deadline = time.monotonic() + 240
     while re.search(r"Queued|Running", status := sh(ws, "dvc", "queue", "status").stdout):
         assert time.monotonic() < deadline, status
@@ -87,10 +91,13 @@ def test_one_worker_per_gpu_and_a_failed_run_leaves_the_workspace_alone(tmp_path
 
     assert re.search(r"gpu-a +.* Success", status) and re.search(r"gpu-b +.* Success", status), status
     assert re.search(r"broken +.* Failed", status), status
-    gpus = sorted(exp_file(ws, name, "gpu.txt").strip() for name in ("gpu-a", "gpu-b"))
-    assert gpus == ["gpu=0", "gpu=1"]  # each worker ran its experiment with its own CUDA_VISIBLE_DEVICES
+    logs = {name: sh(ws, "dvc", "queue", "logs", name).stdout for name in ("gpu-a", "gpu-b", "broken")}
+    for name in ("gpu-a", "gpu-b"):
+        assert exp_file(ws, name, "gpu.txt").strip() in logs[name]
+    # each worker handed its experiments its own CUDA_VISIBLE_DEVICES (which worker took which one is the queue's)
+    assert {g for log in logs.values() for g in re.findall(r"^gpu=\S+", log, re.M)} == {"gpu=0", "gpu=1"}, logs
     # the failure: the queue's log holds the stage's output and error; no experiment ref; the workspace untouched
-    logs = sh(ws, "dvc", "queue", "logs", "broken").stdout
+    logs = logs["broken"]
     assert "job failed on purpose" in logs and "failed to reproduce 'work'" in logs, logs
     assert "broken" not in sh(ws, "dvc", "exp", "list", "--name-only").stdout
     assert workspace_files(ws) == before
