@@ -1,9 +1,9 @@
 """The README's cluster queue, run for real with `dvc queue` on CPU: one worker per GPU, and what a failure leaves.
 
 A throwaway DVC repository whose one stage records the CUDA_VISIBLE_DEVICES it ran with (no GPU is needed to see
-which one a worker would hand its experiment), fails at once when job.fail is set, else sleeps long enough
-for both workers to take a task. Workers are started by the README's own loop (GPUS=2): `CUDA_VISIBLE_DEVICES=G dvc queue start
--j G+1` per GPU, each call adding only the one missing worker, which keeps the environment it was started with.
+which one a worker would hand its experiment), fails at once when job.fail is set, else sleeps long enough for
+both workers to take a task. Workers are started by the README's own loop (GPUS=2): `CUDA_VISIBLE_DEVICES=G dvc
+queue start -j G+1` per GPU, each call adding only the one missing worker, which keeps the environment it had.
 """
 
 from __future__ import annotations
