@@ -4,6 +4,7 @@ Usage:
     animegan download [--params params.yaml] [--set data.url=file:///tmp/faces.zip] [--dry-run]
     animegan clean --set data.image_size=32
     animegan make-faces out.zip --count 1000 --size 96
+    animegan pull [--remote NAME]      # dvc pull, refused in one line (nothing changed) when the remote lacks a file
     animegan --help
 
 Each stage command loads and validates params (with `--set` overrides), then calls `stages.<name>.run(params)`.
