@@ -239,19 +239,15 @@ def pull(
     ] = None,
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="DVC remote (default: the default one)")] = None,
 ) -> None:
-    """dvc pull, after checking that the cache and the DVC remote hold every file: else one line, nothing changed."""
+    """dvc pull that changes nothing unless every file arrived (check, fetch, checkout); else one line, exit 2."""
     code = 0
 
     def go() -> None:
         nonlocal code
-        import subprocess
-
-        from pipeline.dvc_remote import check_pullable
+        from pipeline.dvc_remote import pull as pull_outputs
         from stages.experiments import dvc_executable
 
-        check_pullable(Path.cwd(), remote, targets or [])
-        cmd = [dvc_executable(), "pull", *(["--remote", remote] if remote else []), *(targets or [])]
-        code = subprocess.run(cmd).returncode
+        code = pull_outputs(Path.cwd(), remote, targets or [], dvc_executable())
 
     run_guarded(go)
     raise typer.Exit(code)
