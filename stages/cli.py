@@ -4,6 +4,7 @@ Usage:
     animegan download [--params params.yaml] [--set data.url=file:///tmp/faces.zip] [--dry-run]
     animegan clean --set data.image_size=32
     animegan make-faces out.zip --count 1000 --size 96
+    animegan pull [--remote NAME]      # dvc pull, refused in one line (nothing changed) when the remote lacks a file
     animegan --help
 
 Each stage command loads and validates params (with `--set` overrides), then calls `stages.<name>.run(params)`.
@@ -208,6 +209,17 @@ def exp(
     seed: Annotated[
         int | None, typer.Option("--seed", help="train with this train.seed, as experiment NAME-seedSEED")
     ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            metavar="REMOTE",
+            help="when the run succeeds: dvc exp push REMOTE NAME (git ref; cached outputs to the default DVC remote)",
+        ),
+    ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="only queue it (dvc exp run --queue); run the queue with dvc queue start")
+    ] = False,
 ) -> None:
     """Run one of the preset experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
     from stages import experiments
@@ -220,7 +232,28 @@ def exp(
 
     def go() -> None:
         nonlocal code
-        code = experiments.run_experiment(name, set_ or [], dry_run, seed)
+        code = experiments.run_experiment(name, set_ or [], dry_run, seed, push, queue)
+
+    run_guarded(go)
+    raise typer.Exit(code)
+
+
+@app.command("pull")
+def pull(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="stages or paths to pull (default: every output of this commit)")
+    ] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="DVC remote (default: the default one)")] = None,
+) -> None:
+    """dvc pull that changes nothing unless every file arrived (check, fetch, checkout); else one line, exit 2."""
+    code = 0
+
+    def go() -> None:
+        nonlocal code
+        from pipeline.dvc_remote import pull as pull_outputs
+        from stages.experiments import dvc_executable
+
+        code = pull_outputs(Path.cwd(), remote, targets or [], dvc_executable())
 
     run_guarded(go)
     raise typer.Exit(code)

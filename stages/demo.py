@@ -72,6 +72,7 @@ def run_demo(ws: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     env = demo_env(ws)
     ensure_repo(ws, env)
     commit_all(ws, env, "demo: code and params")
+    untrack_cached_grids(ws, env, params)
     print(f"demo: running `dvc repro` in {ws}", flush=True)
     subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True)
     commit_all(ws, env, "demo: pipeline results")
@@ -155,6 +156,13 @@ def ensure_repo(ws: Path, env: dict[str, str]) -> None:
     missing = [p for p in ("__pycache__/", "/inputs/", "/plots/report.*") if p not in lines]
     if missing:
         ignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
+
+
+def untrack_cached_grids(ws: Path, env: dict[str, str], params: Params) -> None:
+    """Workspaces made before the epoch grids moved from git to DVC's cache hold them in git, which `dvc repro`
+    refuses ("already tracked by SCM"): take them out of git's index (the files stay; DVC then ignores them)."""
+    grids = f"{params.paths.plots}/train/grids"
+    git(ws, env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", grids)
 
 
 def commit_all(ws: Path, env: dict[str, str], message: str) -> None:

@@ -6,6 +6,8 @@ Usage:
     animegan exp wgan-gp --seed 1    # experiment wgan-gp-seed1, trained with train.seed=1
     animegan exp --list              # every preset and what it is for
     animegan exp r3gan-tiny --set data.image_size=32
+    animegan exp wgan-gp --push origin   # then: dvc exp push origin wgan-gp (git ref + cached outputs)
+    animegan exp wgan-gp --seed 1 --queue   # dvc exp run --queue ...; start workers with dvc queue start
     dvc exp show --only-changed      # then compare: dvc metrics diff / dvc plots diff
 
 Every preset sets all the keys any preset changes, so the experiments can run in any order from the same
@@ -13,6 +15,10 @@ workspace (DVC applies -S to the workspace's params.yaml, which keeps the previo
 on_mismatch=restart lets an experiment replace the previous one's checkpoint instead of refusing it; with equal
 params the checkpoint is resumed instead (epochs10 after baseline trains 9 more epochs, exactly as 10 would).
 Runs of one preset with several seeds compare as a group: `animegan compare a-seed1+a-seed2 b-seed1+b-seed2`.
+
+`--push REMOTE` pushes a finished run with `dvc exp push REMOTE NAME`: its git ref (params, dvc.lock, metrics and
+curves) to the git remote, and its DVC-cached outputs (models, samples) to the default DVC remote. Without a
+default DVC remote only the ref travels (`--no-cache`): compare works elsewhere, pulling the models does not.
 """
 
 from __future__ import annotations
@@ -88,16 +94,25 @@ def preset_settings(name: str) -> dict[str, Any]:
     return {**VARIANT_KEYS, **PRESETS[name], "train.on_mismatch": "restart"}
 
 
-def dvc_command(name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: int | None = None) -> list[str]:
+def dvc_command(
+    name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: int | None = None, queue: bool = False
+) -> list[str]:
     """The `dvc exp run` argv for a preset; extra_sets (key=value) come last, so they win. A seed names the
-    experiment NAME-seedS and trains with train.seed=S (compare such runs as a group: a-seed1+a-seed2)."""
+    experiment NAME-seedS and trains with train.seed=S (compare such runs as a group: a-seed1+a-seed2). queue:
+    only add it to DVC's queue (`dvc queue start` runs it)."""
     settings = preset_settings(name) | ({} if seed is None else {"train.seed": seed})
     cmd = ["dvc", "exp", "run", "-n", name if seed is None else f"{name}-seed{seed}"]
     for key, value in settings.items():
         cmd += ["-S", f"{key}={yaml_text(value)}"]
     for item in extra_sets:
         cmd += ["-S", item]
-    return cmd
+    return [*cmd, "--queue"] if queue else cmd
+
+
+def push_command(name: str, git_remote: str, dvc_remote: str | None) -> list[str]:
+    """`dvc exp push` for one finished run; without a default DVC remote only its git ref is pushed."""
+    cmd = ["dvc", "exp", "push", git_remote, name]
+    return cmd if dvc_remote else [*cmd, "--no-cache"]
 
 
 def yaml_text(value: Any) -> str:
@@ -111,23 +126,59 @@ def yaml_text(value: Any) -> str:
 
 
 def run_experiment(
-    name: str, extra_sets: list[str] | tuple[str, ...] = (), dry_run: bool = False, seed: int | None = None
+    name: str,
+    extra_sets: list[str] | tuple[str, ...] = (),
+    dry_run: bool = False,
+    seed: int | None = None,
+    push: str | None = None,
+    queue: bool = False,
 ) -> int:
-    """Run (or with dry_run only return) the preset's dvc command; the dvc beside this Python is preferred."""
-    import shlex
-    import shutil
-    import subprocess
+    """Run (or with dry_run only print) the preset's dvc command, then with push the `dvc exp push` of the
+    finished run; the dvc beside this Python is preferred."""
     import sys
-    from pathlib import Path
 
     from pipeline.errors import UserError
 
     if name not in PRESETS:
         raise UserError(f"unknown experiment {name!r}; presets: {', '.join(PRESETS)}")
-    cmd = dvc_command(name, extra_sets, seed)
+    if queue and push is not None:
+        raise UserError("--push needs a finished run: after the queue, push with `dvc exp push REMOTE NAME ...`")
+    cmd = dvc_command(name, extra_sets, seed, queue)
+    code = _run_dvc(cmd, dry_run)
+    if push is None or code != 0:
+        return code
+    dvc_remote = _default_dvc_remote()
+    if dvc_remote is None:
+        print("note: no default DVC remote (`dvc remote add -d NAME URL`): pushing the run's git ref only; its "
+              "models and samples stay here", file=sys.stderr, flush=True)  # fmt: skip
+    return _run_dvc(push_command(cmd[4], push, dvc_remote), dry_run)
+
+
+def dvc_executable() -> str:
+    """The dvc beside this Python (the venv's), else the one on PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
     beside = Path(sys.executable).with_name("dvc")
-    cmd[0] = str(beside) if beside.exists() else (shutil.which("dvc") or "dvc")
-    print(shlex.join(["dvc", *cmd[1:]]), file=sys.stderr, flush=True)
+    return str(beside) if beside.exists() else (shutil.which("dvc") or "dvc")
+
+
+def _run_dvc(cmd: list[str], dry_run: bool) -> int:
+    import shlex
+    import subprocess
+    import sys
+
+    print(shlex.join(cmd), file=sys.stderr, flush=True)
     if dry_run:
         return 0
-    return subprocess.run(cmd).returncode
+    return subprocess.run([dvc_executable(), *cmd[1:]]).returncode
+
+
+def _default_dvc_remote() -> str | None:
+    """The name `dvc remote default` prints, or None when none is set."""
+    import subprocess
+
+    done = subprocess.run([dvc_executable(), "remote", "default"], capture_output=True, text=True)
+    name = done.stdout.strip()
+    return name if done.returncode == 0 and name else None

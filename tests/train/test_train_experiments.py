@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from pipeline.config import load_params
 from stages.cli import app
-from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings
+from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings, push_command
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -62,3 +62,19 @@ def test_r3gan_presets_carry_the_papers_recipe():
     assert load_params(REPO / "params.yaml", dvc_command("r3gan")[6::2]).train.r3gan_preset == "paper"
     course = load_params(REPO / "params.yaml", dvc_command("baseline")[6::2]).train
     assert course.model == "dcgan" and not course.flip and course.gamma == 0 and course.ema_kimg == 0
+def test_push_pushes_the_named_run_and_only_its_ref_without_a_dvc_remote(tmp_path, monkeypatch):
+    assert push_command("wgan-seed2", "origin", "store") == ["dvc", "exp", "push", "origin", "wgan-seed2"]
+    assert push_command("wgan", "origin", None)[-1] == "--no-cache"
+    monkeypatch.chdir(tmp_path)  # no DVC repository, so no default DVC remote
+    done = CliRunner().invoke(app, ["exp", "wgan", "--seed", "2", "--push", "origin", "--dry-run"])
+    assert done.exit_code == 0 and "dvc exp push origin wgan-seed2 --no-cache" in done.output
+    assert "no default DVC remote" in done.output
+
+
+def test_queue_only_queues_and_refuses_push():
+    assert dvc_command("wgan", seed=2, queue=True)[-1] == "--queue"
+    runner = CliRunner()
+    done = runner.invoke(app, ["exp", "wgan", "--seed", "2", "--queue", "--dry-run"])
+    assert done.exit_code == 0 and "dvc exp run -n wgan-seed2 " in done.output and " --queue" in done.output
+    done = runner.invoke(app, ["exp", "wgan", "--queue", "--push", "origin"])
+    assert done.exit_code == 2 and "--push needs a finished run" in done.output
