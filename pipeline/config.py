@@ -122,10 +122,26 @@ class AfdParams(Section):
     mtcnn_min_face_size: PositiveInt
 
 
+class PrdcParams(Section):
+    k: PositiveInt
+    reference_count: NonNegInt
+    seed: NonNegInt
+
+
+class CopiesParams(Section):
+    threshold: NonNegFloat
+    calibration_count: Annotated[int, Field(ge=2)]
+    quantile: Annotated[float, Field(gt=0, lt=1)]
+    seed: NonNegInt
+    worst: NonNegInt
+
+
 class EvalParams(Section):
     repeats: PositiveInt
     fid: FidParams
     kid: KidParams
+    prdc: PrdcParams
+    copies: CopiesParams
     afd: AfdParams
 
 
