@@ -133,7 +133,7 @@ class CopiesParams(Section):
     calibration_count: Annotated[int, Field(ge=2)]
     quantile: Annotated[float, Field(gt=0, lt=1)]
     seed: NonNegInt
-    worst: NonNegInt
+    worst: PositiveInt
 
 
 class EvalParams(Section):
