@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -50,10 +49,10 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024  # clean faces read from the memmap at a time
 COARSE = 16  # side of the area-averaged image the coarse pass compares
-CANDIDATES = 8  # coarse neighbours per image that get the exact copy distance
+CANDIDATES = 4  # coarse neighbours per image that get the exact copy distance
 BLUR_SIGMA = 1.0
-MAX_SHIFT = 2
-QUERY_BATCH = 16  # images whose candidates are compared at once (float64 shifted crops: 35 MB at 64 px)
+MAX_SHIFT = 1  # the edits a copy check must survive move a face by a pixel
+QUERY_BATCH = 64  # images whose candidates are compared at once (float32 differences: 12 MB at 64 px)
 SHIFTS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # calibration's edited copies cycle through these
 
 
@@ -240,18 +239,16 @@ def blurred(images: np.ndarray) -> np.ndarray:
 def copy_distances(images: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """(B, K) smallest RMS difference over shifts of up to MAX_SHIFT px between image b and its candidates.
 
-    The image's shifted crops are compared with each candidate's central crop (a relative shift, as good as
-    moving the candidate), all shifts in one batched product |q|^2 - 2 q.c + |c|^2 in float64 (torch's batched
-    matmul: numpy's is several times slower at these shapes)."""
+    Each candidate's shifted crops are compared with the image's central crop; squares are summed in float64."""
     h, w = images.shape[1:3]
     m = min(MAX_SHIFT, (min(h, w) - 1) // 4)  # tiny images keep at least half of each side
-    x = torch.from_numpy(np.ascontiguousarray(images)).double()
-    crops = [x[:, m + dy : h - m + dy, m + dx : w - m + dx] for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
-    q = torch.stack(crops, dim=1).reshape(len(images), len(crops), -1)  # (B, shifts, D)
-    c = torch.from_numpy(np.ascontiguousarray(candidates[:, :, m : h - m, m : w - m])).double()
-    c = c.reshape(*candidates.shape[:2], -1)  # (B, K, D)
-    d2 = (q * q).sum(-1)[:, :, None] - 2 * torch.bmm(q, c.transpose(1, 2)) + (c * c).sum(-1)[:, None, :]
-    return torch.sqrt(d2.amin(dim=1).clamp_min(0) / q.shape[-1]).numpy()
+    centre = images[:, None, m : h - m, m : w - m]
+    best = np.full(candidates.shape[:2], np.inf, np.float64)
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            diff = candidates[:, :, m + dy : h - m + dy, m + dx : w - m + dx] - centre
+            np.minimum(best, np.einsum("bkhwc,bkhwc->bk", diff, diff, dtype=np.float64), out=best)
+    return np.sqrt(best / centre[0, 0].size)
 
 
 def edit(face: np.ndarray, dx: int, dy: int, quality: int) -> np.ndarray:
