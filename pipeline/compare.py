@@ -163,6 +163,8 @@ def compare_metrics(runs: list[RunMetrics], alpha: float) -> Comparison:
         differs = provenance_warnings(a, b)
         warnings += differs
         for key, name, lower_better in METRICS:
+            if a.spreads.get(key) is None and b.spreads.get(key) is None:
+                continue  # neither run has it (evaluated before the metric existed): no row to read past
             test = welch_test(a, b, key, name, lower_better, alpha)
             tests.append(dataclasses.replace(test, comparable=not differs))
     return Comparison(runs, tests, alpha, warnings)
