@@ -5,6 +5,7 @@ Usage:
     .venv/bin/python bench/evaluate.py                         # 500 samples, 1,000 real faces, CPU
     .venv/bin/python bench/evaluate.py --samples 500 --reference 2000 --workdir /tmp/bench_eval
     .venv/bin/python bench/evaluate.py --skip-copies           # only the evaluate-against-pytorch-fid part
+    .venv/bin/python bench/evaluate.py --only-copies           # only the copy check's cost
 
 Set-up (not timed): the first --reference real faces of ../shared/data/anime-faces-5k.zip resized to 64x64 as the
 clean stage does (data/clean/faces.npy, and the same pixels as PNG files for pytorch-fid); a course DCGAN with
@@ -137,7 +138,11 @@ def main() -> None:
     ap.add_argument("--zip", type=Path, default=ZIP)
     ap.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
     ap.add_argument("--skip-copies", action="store_true", help="do not measure the copy check on its own")
+    ap.add_argument("--only-copies", action="store_true", help="measure only the copy check")
     args = ap.parse_args()
+    if args.only_copies:
+        with tempfile.TemporaryDirectory() as tmp:
+            return copy_check_cost(args.zip, Path(tmp))
 
     import torch
 
