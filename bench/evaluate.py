@@ -121,14 +121,15 @@ def copy_check_cost(zip_path: Path, work: Path) -> None:
             sys.exit(f"copy check child failed:\n{proc.stderr[-3000:]}")
         rows.append((n, json.loads(proc.stdout.strip().splitlines()[-1])))
     (n1, a), (n2, b) = rows
-    slope = (b["check_s"] - a["check_s"]) / (n2 - n1)
-    at_71k = b["check_s"] + slope * (TRAINING_FACES_71K - n2)
+    def at_71k(key: str) -> float:
+        return b[key] + (b[key] - a[key]) / (n2 - n1) * (TRAINING_FACES_71K - n2)
+
     print(f"copy check, 1,000 images (edited training faces), load average {os.getloadavg()[0]:.1f}:")
     for n, r in rows:
         print(f"  against {n:>6,} training faces: {r['check_s']:6.1f} s per 1,000 images, calibration (1,000 "
               f"held out) {r['calibrate_s']:6.1f} s, peak RSS {r['peak_mib']:.0f} MiB, flagged {r['flagged']}")
-    print(f"  extrapolated to {TRAINING_FACES_71K:,} training faces (linear in faces): {at_71k:.1f} s per 1,000 "
-          "images, the same again for the calibration; peak RSS as above (streamed in chunks)")
+    print(f"  extrapolated to {TRAINING_FACES_71K:,} training faces (linear in faces): {at_71k('check_s'):.1f} s per "
+          f"1,000 images, calibration {at_71k('calibrate_s'):.1f} s; peak RSS as above (streamed in chunks)")
 
 
 def main() -> None:
