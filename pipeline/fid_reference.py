@@ -13,9 +13,10 @@ Usage:
     ref.meta                   # data_sha256, weights_sha256, fid_backbone, count, kid_pool, kid_seed, ...
 
 The folder holds stats.npz (mean, cov, kid_features, prdc_features, prdc_indices) and meta.json. `count` 0 means
-every face; otherwise the first `count` faces (the clean stage's order is deterministic). Statistics are accumulated in float64 over fixed
-chunks, so neither the batch size nor the chunking changes them. KID needs features, not moments: a pool of
-`kid_pool` faces (0: all) chosen by a generator seeded with `kid_seed` keeps the folder small for 71k faces.
+every face; otherwise the first `count` faces (the clean stage's order is deterministic). Statistics are
+accumulated in float64 over fixed chunks, so neither the batch size nor the chunking changes them. KID needs
+features, not moments: a pool of `kid_pool` faces (0: all) chosen by a generator seeded with `kid_seed` keeps the
+folder small for 71k faces.
 Precision/recall/density/coverage get their own seeded subset of `prdc_count` faces (0: all) from the same pass,
 so scoring a draw never runs the reference through Inception again.
 """
