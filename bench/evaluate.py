@@ -1,8 +1,11 @@
-"""Benchmark `animegan evaluate` (cached reference) against `python -m pytorch_fid` on the same images and weights.
+"""Benchmark `animegan evaluate` (cached reference) against `python -m pytorch_fid` on the same images and weights,
+and the cost of the copy check against 5k and (extrapolated) 71k training faces.
 
 Usage:
     .venv/bin/python bench/evaluate.py                         # 500 samples, 1,000 real faces, CPU
     .venv/bin/python bench/evaluate.py --samples 500 --reference 2000 --workdir /tmp/bench_eval
+    .venv/bin/python bench/evaluate.py --skip-copies           # only the evaluate-against-pytorch-fid part
+    .venv/bin/python bench/evaluate.py --only-copies           # only the copy check's cost
 
 Set-up (not timed): the first --reference real faces of ../shared/data/anime-faces-5k.zip resized to 64x64 as the
 clean stage does (data/clean/faces.npy, and the same pixels as PNG files for pytorch-fid); a course DCGAN with
@@ -12,11 +15,18 @@ state dict, which our side loads as a local file and pytorch-fid finds in torch.
 name (TORCH_HOME points into the work folder), so both use identical weights.
 
 Timed, each in a fresh child process, same machine, same run:
-  - ours:   animegan evaluate --set eval.repeats=1 (FID + KID + AFD with MTCNN on the samples and on
+  - ours:   animegan evaluate --set eval.repeats=1 (FID, KID, precision/recall/density/coverage, the copy check
+            against every clean face with its calibration, AFD with MTCNN on the samples and on
             eval.afd.real_count real faces), reference read from the cache;
   - theirs: python -m pytorch_fid <samples> <reference PNGs> --device cpu (FID only; it recomputes the
             reference's features on every call).
 Prints wall time of both, the ratio, each child's peak RSS (VmHWM), and both FIDs.
+
+Copy check (each in a fresh child, peak RSS its own): pipeline.copies on 1,000 images (faces of the zip moved by a
+pixel and re-encoded) against a memory-mapped faces.npy of 2,500 and of 5,000 real faces, and its calibration
+(eval.copies.calibration_count = 1,000 held-out faces). The per-image search is linear in the training faces
+(coarse pass) plus a constant (the aligned distance over a few candidates): the two sizes fit that line, which is
+extrapolated to the course's 71,314 faces. Memory does not grow with the training set (streamed in chunks).
 """
 
 from __future__ import annotations
@@ -74,13 +84,66 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float
     return wall, int(peak.split()[1]) / 1024, proc.stdout
 
 
+COPY_CHILD = """
+import json, re, sys, time
+import numpy as np
+sys.path.insert(0, {repo!r})
+from pipeline.copies import CopyCheck
+faces = np.load({faces!r}, mmap_mode="r")
+images = np.load({images!r})
+check = CopyCheck(faces)
+t = time.perf_counter()
+calibration = check.calibrate(count=1000, quantile=0.01, seed=0, jpeg_quality=75)
+calibrate_s = time.perf_counter() - t
+t = time.perf_counter()
+found = check.check(images, None, calibration.threshold)
+check_s = time.perf_counter() - t
+peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
+print(json.dumps({{"calibrate_s": calibrate_s, "check_s": check_s, "peak_mib": peak, "flagged": len(found.flagged)}}))
+"""
+
+TRAINING_FACES_71K = 71314
+
+
+def copy_check_cost(zip_path: Path, work: Path) -> None:
+    from pipeline.copies import edit
+
+    faces = real_faces(zip_path, 5000, 64)
+    images = np.stack([edit(f, 1, 0, 75) for f in faces[:1000]])
+    np.save(work / "copy_queries.npy", images)
+    rows = []
+    for n in (2500, 5000):
+        np.save(work / f"faces_{n}.npy", faces[:n])
+        queries = str(work / "copy_queries.npy")
+        code = COPY_CHILD.format(repo=str(REPO), faces=str(work / f"faces_{n}.npy"), images=queries)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"copy check child failed:\n{proc.stderr[-3000:]}")
+        rows.append((n, json.loads(proc.stdout.strip().splitlines()[-1])))
+    (n1, a), (n2, b) = rows
+    def at_71k(key: str) -> float:
+        return b[key] + (b[key] - a[key]) / (n2 - n1) * (TRAINING_FACES_71K - n2)
+
+    print(f"copy check, 1,000 images (edited training faces), load average {os.getloadavg()[0]:.1f}:")
+    for n, r in rows:
+        print(f"  against {n:>6,} training faces: {r['check_s']:6.1f} s per 1,000 images, calibration (1,000 "
+              f"held out) {r['calibrate_s']:6.1f} s, peak RSS {r['peak_mib']:.0f} MiB, flagged {r['flagged']}")
+    print(f"  extrapolated to {TRAINING_FACES_71K:,} training faces (linear in faces): {at_71k('check_s'):.1f} s per "
+          f"1,000 images, calibration {at_71k('calibrate_s'):.1f} s; peak RSS as above (streamed in chunks)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--reference", type=int, default=1000)
     ap.add_argument("--zip", type=Path, default=ZIP)
     ap.add_argument("--workdir", type=Path, default=None, help="kept afterwards when given")
+    ap.add_argument("--skip-copies", action="store_true", help="do not measure the copy check on its own")
+    ap.add_argument("--only-copies", action="store_true", help="measure only the copy check")
     args = ap.parse_args()
+    if args.only_copies:
+        with tempfile.TemporaryDirectory() as tmp:
+            return copy_check_cost(args.zip, Path(tmp))
 
     import torch
 
@@ -128,11 +191,13 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
         print(f"samples {args.samples} (64x64 JPEG q75), reference {len(faces)} real faces, untrained weights, CPU")
         print(f"fid-reference (once, cached): {ref_s:7.1f} s, peak RSS {ref_peak:.0f} MiB")
-        print(f"ours   evaluate (FID+KID+AFD): {ours_s:7.1f} s, peak RSS {ours_peak:.0f} MiB, FID {ours_fid:.6f}")
+        print(f"ours   evaluate (all metrics): {ours_s:7.1f} s, peak RSS {ours_peak:.0f} MiB, FID {ours_fid:.6f}")
         print(f"pytorch-fid (FID only):        {theirs_s:7.1f} s, peak RSS {theirs_peak:.0f} MiB, FID {theirs_fid:.6f}")
         print(f"ratio pytorch-fid / ours: {theirs_s / ours_s:.2f}x; FID relative difference "
               f"{abs(ours_fid - theirs_fid) / theirs_fid:.2e}")  # fmt: skip
         print(ours_out.strip())
+        if not args.skip_copies:
+            copy_check_cost(args.zip, work)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Compare runs' FID, KID and AFD, and say whether each difference is larger than draw-to-draw noise.
+"""Compare runs' metrics (FID, KID, AFD, precision/recall/density/coverage, copied share): is each difference
+larger than draw-to-draw noise?
 
 Usage:
     from pipeline.compare import compare_runs, format_comparison
@@ -32,8 +33,12 @@ from scipy import stats
 from pipeline.errors import UserError
 from pipeline.revisions import Run, open_run
 
-# (key in eval.json, display name, True when lower is better)
-METRICS: tuple[tuple[str, str, bool], ...] = (("fid", "FID", True), ("kid", "KID", True), ("afd", "AFD", False))
+# (key in eval.json, display name, True when lower is better); runs evaluated before a metric existed show n/a
+METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("fid", "FID", True), ("kid", "KID", True), ("afd", "AFD", False),
+    ("precision", "Precision", False), ("recall", "Recall", False), ("density", "Density", False),
+    ("coverage", "Coverage", False), ("copied", "Copied", True),
+)  # fmt: skip
 
 # Provenance fields that make two runs' numbers incomparable when they differ. Package versions and the
 # device change numbers only in the last digits, so they are shown by the report but not warned about.
@@ -46,6 +51,9 @@ COMPARABILITY_KEYS = (
     "reference_count",
     "repeats",
     "jpeg_quality",
+    "prdc_k",
+    "prdc_reference_count",
+    "copy_calibration",
 )
 
 TEST_NAME = "Welch's two-sided t-test (unequal variances) on the per-draw values"
@@ -155,6 +163,8 @@ def compare_metrics(runs: list[RunMetrics], alpha: float) -> Comparison:
         differs = provenance_warnings(a, b)
         warnings += differs
         for key, name, lower_better in METRICS:
+            if a.spreads.get(key) is None and b.spreads.get(key) is None:
+                continue  # neither run has it (evaluated before the metric existed): no row to read past
             test = welch_test(a, b, key, name, lower_better, alpha)
             tests.append(dataclasses.replace(test, comparable=not differs))
     return Comparison(runs, tests, alpha, warnings)
@@ -199,7 +209,10 @@ def provenance_warnings(a: RunMetrics, b: RunMetrics) -> list[str]:
 
 SUMMARY_HEADERS = ["run", *(name for _, name, _ in METRICS), "draws"]
 TEST_HEADERS = ["A", "B", "metric", "B − A", "p", "verdict"]
-NOTE = "mean ± std over the repeated draws; lower FID and KID, higher AFD are better."
+NOTE = (
+    "mean ± std over the repeated draws; lower FID, KID and Copied (share of samples that copy a training face), "
+    "higher AFD, precision, recall, density and coverage are better (density is about 1 when samples match the data)."
+)
 
 
 def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]]]:

@@ -158,6 +158,20 @@ class AfdParams(Section):
     mtcnn_min_face_size: PositiveInt
 
 
+class PrdcParams(Section):
+    k: PositiveInt
+    reference_count: NonNegInt
+    seed: NonNegInt
+
+
+class CopiesParams(Section):
+    threshold: NonNegFloat
+    calibration_count: Annotated[int, Field(ge=2)]
+    quantile: Annotated[float, Field(gt=0, lt=1)]
+    seed: NonNegInt
+    worst: PositiveInt
+
+
 class EvalParams(Section):
     repeats: PositiveInt
     bf16: SpeedMode  # the Inception and detector forward passes (pipeline/speed.py)
@@ -165,6 +179,8 @@ class EvalParams(Section):
     channels_last: SpeedMode
     fid: FidParams
     kid: KidParams
+    prdc: PrdcParams
+    copies: CopiesParams
     afd: AfdParams
 
 

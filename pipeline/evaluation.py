@@ -6,13 +6,20 @@ Usage:
                           batch_size=50, kid_subsets=100, kid_subset_size=1000, kid_seed=0)
     metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
     metrics["afd_real"], metrics["afd_rel"]
+    metrics = score_draws(..., prdc=PrdcReference(reference.prdc_features, k=3),
+                          copies=CopyCheck(faces, ...), copy_threshold=calibration.threshold, worst=16)
+    metrics["precision"], ["recall"], ["density"], ["coverage"], ["copied"]   # the same {"mean", "std", "draws"}
+    metrics["copies"]  # draw 0: {"threshold", "flagged": [image indices], "worst": [{image, training_index, ...}]}
     metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
     images, bad = read_image_folder(Path("output"), max_pixels=4096 * 4096)   # any folder; bad files listed
 
 `draws` is any iterable of uint8 (N, H, W, 3) arrays, consumed one at a time so only one draw is in memory.
 `std` is the sample standard deviation over draws (ddof=1; 0.0 for a single draw): the spread a score moves by
 when the same model is sampled again. afd_real is the same detector's rate on real clean faces, and
-afd_rel = afd / afd_real (null when the detector finds no real face).
+afd_rel = afd / afd_real (null when the detector finds no real face). Precision, recall, density and coverage
+(pipeline.prdc) use the same features as FID against the reference's cached subset; `copied` is the share of each
+draw's images closer to a training face than the copy threshold (pipeline.copies), and `copies` lists the first
+draw's (the submission's) flagged images and the `worst` closest ones.
 """
 
 from __future__ import annotations
@@ -31,14 +38,17 @@ from PIL import Image
 
 from pipeline.afd import Detector, detection_rate
 from pipeline.clean import Dropped, decode_rgb
+from pipeline.copies import CopyCheck, DrawCopies
 from pipeline.errors import UserError
 from pipeline.fid import fid_of_features
 from pipeline.fid_reference import Reference
 from pipeline.inception import Backbone, extract_features
 from pipeline.kid import KidReference
+from pipeline.prdc import PrdcReference
 
 log = logging.getLogger(__name__)
 
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pillow", "facenet-pytorch", "pytorch-fid")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -77,9 +87,16 @@ def score_draws(
     kid_subsets: int,
     kid_subset_size: int,
     kid_seed: int,
+    prdc: PrdcReference | None = None,
+    copies: CopyCheck | None = None,
+    copy_threshold: float = 0.0,
+    worst: int = 0,
 ) -> dict[str, Any]:
     kid_reference = KidReference(reference.kid_features, kid_subsets, kid_subset_size, kid_seed)
     fids, kids, kid_spread, afds = [], [], [], []
+    prdcs: dict[str, list[float]] = {key: [] for key in PRDC_KEYS}
+    copied: list[float] = []
+    first_copies: DrawCopies | None = None
     for d, images in enumerate(draws):
         feats = extract_features(backbone, images, batch_size)
         fids.append(fid_of_features(feats, reference.mean, reference.cov))
@@ -88,19 +105,40 @@ def score_draws(
         kid_spread.append(kid_std)
         afds.append(detection_rate(detector, images))
         log.info("draw %d: %d images, FID %.4f, KID %.6f, AFD %.4f", d, len(images), fids[-1], kids[-1], afds[-1])
+        if prdc is not None and len(images) > prdc.k:
+            for key, value in prdc.score(feats).items():
+                prdcs[key].append(value)
+            log.info("draw %d: %s", d, ", ".join(f"{k} {v[-1]:.4f}" for k, v in prdcs.items()))
+        if copies is not None:
+            found = copies.check(images, feats, copy_threshold)
+            copied.append(found.fraction)
+            if first_copies is None:
+                first_copies = found
+            log.info("draw %d: %d of %d images copy a training face", d, len(found.flagged), len(images))
     if not fids:
         raise ValueError("no draws to score")
+    if prdc is not None and not prdcs["precision"]:
+        log.warning("precision/recall skipped: a draw needs more than k=%d images", prdc.k)
     afd_real = detection_rate(detector, real_images) if len(real_images) else None
     afd = summary(afds)
     if afd_real == 0:
         log.warning("the detector found no face in %d real images: afd_rel is undefined", len(real_images))
-    return {
+    out = {
         "fid": summary(fids),
         "kid": {**summary(kids), "subset_std": [float(s) for s in kid_spread]},
         "afd": afd,
         "afd_real": afd_real,
         "afd_rel": afd["mean"] / afd_real if afd_real else None,
     }
+    out.update({key: summary(values) for key, values in prdcs.items() if values})
+    if first_copies is not None:
+        out["copied"] = summary(copied)
+        out["copies"] = {
+            "threshold": copy_threshold,
+            "flagged": [int(i) for i in first_copies.flagged],
+            "worst": first_copies.worst(worst),
+        }
+    return out
 
 
 def provenance(

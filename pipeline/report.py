@@ -8,7 +8,9 @@ Usage:
 Per run (workspace, git revision or DVC experiment, see pipeline.revisions): the FID/KID/AFD table with the
 spread over repeated draws, the newest sample grid(s) found under the plots folder, the training curves from
 DVCLive's .tsv files (losses together, every other series on its own chart), train/data summaries and the
-provenance. With several runs it starts with the significance table of pipeline.compare. Images are inlined
+provenance, and the copy check: each of the submission's closest images beside its nearest training face
+(plots/copies.png, written by evaluate) with its distance and whether it counts as a copy. With several runs it
+starts with the significance table of pipeline.compare. Images are inlined
 as base64 and charts are inline SVG, so the HTML file needs nothing else; the Markdown twin holds the tables,
 text sparklines of the curves and no images (a PR comment cannot embed them).
 """
@@ -54,6 +56,7 @@ MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MIN_DISPLAY_PX = 256
 ALPHA = 0.05
 SPARKS = "▁▂▃▄▅▆▇█"
+COPIES_PICTURE = "copies.png"  # evaluate's pairs of (sample, nearest training face)
 BOOKKEEPING_CURVES = {"epoch", "step"}  # logged by DVCLive beside the curves; a straight line says nothing
 
 
@@ -74,6 +77,7 @@ class RunReport:
     data: dict[str, Any] | None
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     pictures: list[Picture] = field(default_factory=list)
+    copies_picture: Picture | None = None
 
     def spread(self, key: str) -> Spread | None:
         return Spread.from_eval((self.eval or {}).get(key))
@@ -129,7 +133,11 @@ def collect_run(run: Run, metrics_dir: str, plots_dir: str) -> RunReport:
             points = read_tsv_curve(run.read_bytes(path) or b"")
             if points:
                 report.curves[name] = points
-    images = newest_of_each_sequence([p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES])
+    copies = [p for p in files if PurePosixPath(p).name == COPIES_PICTURE]
+    if copies:
+        report.copies_picture = read_picture(run, copies[0])
+    images = [p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES and p not in copies]
+    images = newest_of_each_sequence(images)
     for path in sorted(images, key=picture_order):
         picture = read_picture(run, path)
         if picture is not None and len(report.pictures) < MAX_IMAGES:
@@ -216,6 +224,31 @@ def metric_rows(run: RunReport) -> list[list[str]]:
 
 
 METRIC_HEADERS = ["metric", "mean ± std", "draws", "per draw", "better"]
+COPY_HEADERS = ["row", "sample", "training face", "copy distance", "copy", "feature distance"]
+
+
+def copy_summary(run: RunReport) -> str | None:
+    copies = (run.eval or {}).get("copies")
+    if not isinstance(copies, dict):
+        return None
+    flagged = copies.get("flagged") or []
+    calibration = ((run.eval or {}).get("provenance") or {}).get("copy_calibration") or {}
+    how = "calibrated on held-out clean faces" if calibration.get("method") == "calibrated" else "set in params"
+    files = ", ".join(f"{i + 1}.jpg" for i in flagged[:20]) + (" ..." if len(flagged) > 20 else "")
+    found = f"{len(flagged)} submitted images copy a training face" + (f" ({files})" if flagged else "")
+    return f"{found}: copy distance below {copies.get('threshold', float('nan')):.4g} ({how})."
+
+
+def copy_rows(run: RunReport) -> list[list[str]]:
+    """One row per pair in the copies picture, in its order (closest first)."""
+    rows = []
+    for n, row in enumerate(((run.eval or {}).get("copies") or {}).get("worst") or [], start=1):
+        feature = row.get("feature_distance")
+        rows.append([
+            str(n), f"{row['image'] + 1}.jpg (image {row['image']})", f"clean face {row['training_index']}",
+            f"{row['distance']:.4g}", "copy" if row.get("copy") else "", "" if feature is None else f"{feature:.4g}",
+        ])  # fmt: skip
+    return rows
 
 
 def flatten(obj: Any, prefix: str = "") -> list[list[str]]:
@@ -296,13 +329,13 @@ def _html_run(run: RunReport) -> str:
     if run.pictures:
         out.append("<h3>Samples</h3>")
         for pic in run.pictures:
-            b64 = base64.b64encode(pic.data).decode("ascii")
-            w, h = pic.size
-            zoom = max(1, MIN_DISPLAY_PX // max(w, h))  # small grids upscaled (pixelated), never blurred
-            out.append(
-                f'<figure><img src="data:{pic.mime};base64,{b64}" width="{w * zoom}" height="{h * zoom}" '
-                f'alt="{escape(pic.path)}"><figcaption>{escape(pic.path)} ({w}×{h})</figcaption></figure>'
-            )
+            out.append(_html_figure(pic, f"{pic.path} ({pic.size[0]}×{pic.size[1]})"))
+    summary = copy_summary(run)
+    if summary:
+        out += ["<h3>Copies of training faces</h3>", f"<p>{escape(summary)}</p>"]
+        if run.copies_picture is not None:
+            out.append(_html_figure(run.copies_picture, "each row: the sample, then its nearest training face"))
+        out.append(_html_table(COPY_HEADERS, copy_rows(run)))
     if run.curves:
         out += ["<h3>Training curves</h3>", '<div class="charts">']
         out += [line_chart(title, series) for title, series in chart_groups(run.curves).items()]
@@ -312,6 +345,16 @@ def _html_run(run: RunReport) -> str:
             out += [f"<details><summary>{title}</summary>", _html_table(["key", "value"], flatten(obj)), "</details>"]
     out.append("</section>")
     return "\n".join(out)
+
+
+def _html_figure(pic: Picture, caption: str) -> str:
+    b64 = base64.b64encode(pic.data).decode("ascii")
+    w, h = pic.size
+    zoom = max(1, MIN_DISPLAY_PX // max(w, h))  # small grids upscaled (pixelated), never blurred
+    return (
+        f'<figure><img src="data:{pic.mime};base64,{b64}" width="{w * zoom}" height="{h * zoom}" '
+        f'alt="{escape(pic.path)}"><figcaption>{escape(caption)}</figcaption></figure>'
+    )
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -339,6 +382,11 @@ def render_markdown(runs: list[RunReport], comparison: Comparison | None) -> str
             out += [_md_table(METRIC_HEADERS, metric_rows(run)), ""]
         else:
             out += ["No eval.json at this revision (not evaluated yet).", ""]
+        summary = copy_summary(run)
+        if summary:
+            out += ["### Copies of training faces", "", summary, "", markdown_table(COPY_HEADERS, copy_rows(run)), ""]
+            if run.copies_picture is not None:
+                out += [f"Each sample beside its nearest training face: `{run.copies_picture.path}` (in the HTML).", ""]
         if run.curves:
             out += ["Training curves (first → last, min … max):", "", "```"]
             width = max(len(n) for n in run.curves)  # in a code block: shown as written, never rendered

@@ -11,11 +11,16 @@ that depend only on (sample.seed, d, i), through the same JPEG encode/decode at 
 is scored as the course would score its files. All draws are scored against the cached FID reference (checked
 against the clean data's hash and the weights' hash), KID against the reference's feature pool, AFD with
 eval.afd.detector, which also scores eval.afd.real_count real clean faces for afd_real and afd_rel (for the
-trained `anime` detector, only faces it never trained on: afd_real_from says which).
+trained `anime` detector, only faces it never trained on: afd_real_from says which). Precision, recall, density and
+coverage use the reference's cached subset (eval.prdc); every image of every draw is also matched against every
+clean face for copies (eval.copies; threshold calibrated on held-out clean faces unless set, the calibration in
+provenance.copy_calibration), and paths.plots/copies.png shows the submission's closest images beside their
+training faces (eval.copies.worst of them; those past the threshold are the copies).
 
 `--images DIR` scores one folder not made by the pipeline (one draw): unreadable files are listed in a warning and
 counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON goes to --out, by default
-`<DIR>-eval.json` beside the folder (never into the versioned metrics folder).
+`<DIR>-eval.json` beside the folder (never into the versioned metrics folder), and the copies picture beside it
+(`<DIR>-eval-copies.png`): check a submission for copied training faces before uploading it.
 """
 
 from __future__ import annotations
@@ -27,16 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from pipeline.afd import get_detector
 from pipeline.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.clean import clean_faces_file, load_clean_faces
 from pipeline.config import Params
+from pipeline.copies import Calibration, CopyCheck
 from pipeline.errors import UserError
-from pipeline.evaluation import provenance, read_image_folder, real_subset, score_draws
+from pipeline.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
 from pipeline.fid_reference import array_sha256, check_reference, load_reference
 from pipeline.hashing import sha256_file
+from pipeline.image_grid import save_grid
 from pipeline.models import load_generator
+from pipeline.prdc import PrdcReference
 from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
 from stages.fid_reference import backbone_for
 from stages.sample import GENERATOR_FILE, METRICS_FILE
@@ -44,6 +53,7 @@ from stages.sample import GENERATOR_FILE, METRICS_FILE
 log = logging.getLogger(__name__)
 
 EVAL_FILE = "eval.json"
+COPIES_FILE = "copies.png"
 
 
 def run(params: Params) -> dict[str, Any]:
@@ -54,12 +64,13 @@ def run(params: Params) -> dict[str, Any]:
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
     check_samples_generator(params)
     ctx = _context(params)
-    draws = _draws(params, ctx["backbone"].device)
-    metrics = _score(params, ctx, draws)
+    submitted = read_jpegs(Path(params.paths.samples))
+    metrics = _score(params, ctx, _draws(params, submitted, ctx["backbone"].device))
     metrics["provenance"] = provenance(
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], sample.count, params.eval.repeats, ctx["reference"],
         sample.jpeg_quality, extra=_extra(params, ctx),
     )  # fmt: skip
+    save_copies_picture(metrics, submitted, ctx["faces"], Path(params.paths.plots) / COPIES_FILE)
     atomic_write_json(Path(params.paths.metrics) / EVAL_FILE, metrics)
     return metrics
 
@@ -82,6 +93,7 @@ def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[d
     metrics["provenance"] = provenance(
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], len(images), 1, ctx["reference"], None, extra=extra
     )
+    save_copies_picture(metrics, images, ctx["faces"], target.with_name(f"{target.stem}-copies.png"))
     atomic_write_json(target, metrics)
     return metrics, target
 
@@ -112,18 +124,44 @@ def default_out(folder: Path) -> Path:
     return folder.with_name(f"{folder.name}-eval.json")
 
 
+def save_copies_picture(metrics: dict[str, Any], images: np.ndarray, faces: np.ndarray, path: Path) -> None:
+    """One row per listed image: the image, then its nearest training face. Nothing listed: no picture."""
+    rows = metrics.get("copies", {}).get("worst", [])
+    if not rows:
+        return
+    size = faces.shape[1:3]
+    pairs = []
+    for row in rows:
+        image = images[row["image"]]
+        if image.shape[:2] != size:
+            image = np.asarray(Image.fromarray(image).resize(size[::-1], Image.Resampling.LANCZOS))
+        pairs += [image, np.asarray(faces[row["training_index"]])]
+    save_grid(np.stack(pairs), path, ncol=2)
+    metrics["copies"]["picture"] = str(path)
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """Plain-text summary for the terminal."""
-    lines = [f"{'metric':<8} {'mean':>12} {'std':>12}  draws"]
-    for key in ("fid", "kid", "afd"):
-        m = metrics[key]
+    lines = [f"{'metric':<9} {'mean':>12} {'std':>12}  draws"]
+    for key in ("fid", "kid", "afd", *PRDC_KEYS, "copied"):
+        m = metrics.get(key)
+        if m is None:
+            continue
         draws = " ".join(f"{v:.4g}" for v in m["draws"])
-        lines.append(f"{key:<8} {m['mean']:>12.6g} {m['std']:>12.4g}  {draws}")
+        lines.append(f"{key:<9} {m['mean']:>12.6g} {m['std']:>12.4g}  {draws}")
     afd_rel = metrics["afd_rel"]
     lines.append(f"afd_real {_fmt(metrics['afd_real'])}   afd_rel {_fmt(afd_rel)}")
     prov = metrics["provenance"]
     detector = prov["detector"].get("name")
     lines.append(f"backbone {prov['fid_backbone']}  detector {detector}  images {prov['image_count']}")
+    copies = metrics.get("copies")
+    if copies is not None:
+        flagged = copies["flagged"]
+        shown = ", ".join(str(i) for i in flagged[:20]) + (" ..." if len(flagged) > 20 else "")
+        lines.append(f"copies of training faces (distance < {copies['threshold']:.4g}): {len(flagged)}"
+                     + (f" (images {shown})" if flagged else ""))  # fmt: skip
+        if "picture" in copies:
+            lines.append(f"closest images beside their training faces: {copies['picture']}")
     return "\n".join(lines)
 
 
@@ -139,13 +177,39 @@ def _context(params: Params) -> dict[str, Any]:
     folder = Path(params.paths.fid_reference)
     reference = load_reference(folder)
     check_reference(reference, data_sha256, backbone, folder)
+    check_prdc_subset(reference, params, folder)
     detector = get_detector(params.eval.afd.detector, params)
     unseen = getattr(detector, "unseen_faces", None)  # only a trained detector has faces it never saw
+    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices)
     return {
         "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector,
         "real": real_subset(faces, params.eval.afd.real_count, among=unseen),
         "real_from": "all" if unseen is None else "detector holdout",
+        "faces": faces, "prdc": PrdcReference(reference.prdc_features, params.eval.prdc.k),
+        "copies": copies, "calibration": _calibration(params, copies),
     }  # fmt: skip
+
+
+def check_prdc_subset(reference: Any, params: Params, folder: Path) -> None:
+    """The cached precision/recall subset must be the one eval.prdc asks for (fid_reference computes it)."""
+    prdc = params.eval.prdc
+    count = reference.meta.get("count", 0)
+    want = count if prdc.reference_count == 0 else min(prdc.reference_count, count)
+    got = (reference.meta.get("prdc_count"), reference.meta.get("prdc_seed"))
+    if got != (want, prdc.seed):
+        raise UserError(
+            f"FID reference in {folder}/ holds no precision/recall subset of {want} faces with seed {prdc.seed} "
+            "(eval.prdc changed or an older reference): rerun `animegan fid-reference`"
+        )
+    if want <= prdc.k:
+        raise UserError(f"eval.prdc.reference_count: {want} reference faces, but k-NN needs more than k={prdc.k}")
+
+
+def _calibration(params: Params, copies: CopyCheck) -> Calibration:
+    c = params.eval.copies
+    if c.threshold > 0:
+        return Calibration(threshold=c.threshold, method="fixed")
+    return copies.calibrate(c.calibration_count, c.quantile, c.seed, params.sample.jpeg_quality)
 
 
 def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
@@ -153,7 +217,8 @@ def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
     return score_draws(
         draws, ctx["backbone"], ctx["reference"], ctx["detector"], ctx["real"],
         batch_size=params.eval.fid.batch_size, kid_subsets=kid.subsets, kid_subset_size=kid.subset_size,
-        kid_seed=kid.seed,
+        kid_seed=kid.seed, prdc=ctx["prdc"], copies=ctx["copies"], copy_threshold=ctx["calibration"].threshold,
+        worst=params.eval.copies.worst,
     )  # fmt: skip
 
 
@@ -166,12 +231,15 @@ def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
         "kid_seed": kid.seed,
         "afd_real_count": len(ctx["real"]),
         "afd_real_from": ctx["real_from"],
+        "prdc_k": params.eval.prdc.k,
+        "prdc_reference_count": ctx["reference"].meta.get("prdc_count"),
+        "prdc_seed": params.eval.prdc.seed,
+        "copy_calibration": ctx["calibration"].as_dict(),
     }
 
 
-def _draws(params: Params, device: Any) -> Iterator[np.ndarray]:
+def _draws(params: Params, submitted: np.ndarray, device: Any) -> Iterator[np.ndarray]:
     sample = params.sample
-    submitted = read_jpegs(Path(params.paths.samples))
     if len(submitted) != sample.count:
         raise UserError(
             f"{params.paths.samples} holds {len(submitted)} images but sample.count is {sample.count}: rerun sample"

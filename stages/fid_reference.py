@@ -6,7 +6,8 @@ Usage:
     from stages.fid_reference import run; run(load_params("params.yaml"))
 
 Inception statistics of the clean faces (see pipeline.fid_reference), stored with the data hash and the weights
-hash they came from. When the folder already holds a reference for the same data, weights and counts, the stage
+hash they came from, with the seeded precision/recall subset's features (eval.prdc.reference_count, eval.prdc.seed).
+When the folder already holds a reference for the same data, weights and counts, the stage
 keeps it (on CPU the full 71k-face reference takes hours): delete the folder to force a recomputation.
 """
 
@@ -37,7 +38,7 @@ def backbone_for(params: Params):
 
 
 def run(params: Params) -> None:
-    fid, kid = params.eval.fid, params.eval.kid
+    fid, kid, prdc = params.eval.fid, params.eval.kid, params.eval.prdc
     remove_stale_temporaries(Path(params.paths.fid_reference))
     faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
@@ -46,10 +47,17 @@ def run(params: Params) -> None:
     folder = Path(params.paths.fid_reference)
     n = len(faces) if fid.reference_count == 0 else min(fid.reference_count, len(faces))
     pool = n if kid.reference_pool == 0 else min(kid.reference_pool, n)
-    want = {**backbone_meta(backbone), "data_sha256": data_sha256, "count": n, "kid_pool": pool, "kid_seed": kid.seed}
+    prdc_count = n if prdc.reference_count == 0 else min(prdc.reference_count, n)
+    want = {
+        **backbone_meta(backbone), "data_sha256": data_sha256, "count": n, "kid_pool": pool, "kid_seed": kid.seed,
+        "prdc_count": prdc_count, "prdc_seed": prdc.seed,
+    }  # fmt: skip
     if is_current(folder, want):
         log.info("FID reference in %s is up to date (%d faces); delete it to recompute", folder, n)
         return
-    ref = compute_reference(backbone, faces, fid.reference_count, fid.batch_size, kid.reference_pool, kid.seed)
+    ref = compute_reference(
+        backbone, faces, fid.reference_count, fid.batch_size, kid.reference_pool, kid.seed,
+        prdc.reference_count, prdc.seed,
+    )  # fmt: skip
     save_reference(ref, folder, data_sha256)
     log.info("FID reference of %d faces (%s backbone) written to %s", n, backbone.name, folder)

@@ -64,7 +64,8 @@ def demo() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProces
 
 def test_demo_prints_metrics_table_and_where_things_are(demo) -> None:
     out = demo[0].stdout
-    assert "| run | FID | KID | AFD | draws |" in out and "| workspace |" in out
+    header = "| run | FID | KID | AFD | Precision | Recall | Density | Coverage | Copied | draws |"
+    assert header in out and "| workspace |" in out
     for where in ("samples:", "submission:", "report:", str(WORKSPACE / "plots" / "report.html")):
         assert where in out
 

@@ -51,6 +51,15 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert p["inception"] == {"kernels": "onednn", "batchnorm": "folded", "memory_format": "channels_last",
                               "precision": "fp32", "compile": False}  # fmt: skip
     assert p["detector_speed"] == {"bf16": False, "compile": False, "channels_last": False}
+    for key in ("precision", "recall", "density", "coverage", "copied"):
+        assert len(m[key]["draws"]) == 2 and all(v >= 0 for v in m[key]["draws"]), key
+    assert all(v <= 1 for key in ("precision", "recall", "coverage", "copied") for v in m[key]["draws"])
+    assert (p["prdc_k"], p["prdc_reference_count"], p["prdc_seed"]) == (3, 16, 0)
+    cal = p["copy_calibration"]
+    assert cal["method"] == "calibrated" and cal["held_out"] == 15 and cal["threshold"] == m["copies"]["threshold"]
+    worst = m["copies"]["worst"]
+    assert len(worst) == 8 and [w["distance"] for w in worst] == sorted(w["distance"] for w in worst)
+    assert m["copies"]["picture"] == str(root / "plots" / "copies.png") and (root / "plots" / "copies.png").is_file()
 
 
 def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Path, list[str]]) -> None:
@@ -83,6 +92,30 @@ def test_evaluate_images_folder_reports_bad_files(
     m = json.loads((root / "student_output-eval.json").read_text())
     assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["9.jpg"]
     assert m["provenance"]["image_count"] == 8 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0
+    assert len(m["precision"]["draws"]) == 1 and (root / "student_output-eval-copies.png").is_file()
+    assert "copies of training faces" in result.output
+
+
+def test_evaluate_images_flags_a_training_face_handed_back(project: tuple[Path, list[str]]) -> None:
+    root, overrides = project
+    faces = np.load(root / "data" / "clean" / "faces.npy")
+    folder = root / "with_copy"
+    folder.mkdir()
+    for i, face in enumerate(cartoon_faces(count=6, size=16, seed=123)):  # new faces: not in the training set
+        Image.fromarray(face).save(folder / f"{i + 1}.png")
+    Image.fromarray(faces[5]).save(folder / "7.png")  # a training face, handed back unchanged
+    sets = [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["evaluate", "--images", str(folder), *sets])
+    assert result.exit_code == 0, result.output
+    m = json.loads((root / "with_copy-eval.json").read_text())
+    assert m["copies"]["flagged"] == [6] and m["copied"]["mean"] == pytest.approx(1 / 7)
+    assert m["copies"]["worst"][0] == {**m["copies"]["worst"][0], "image": 6, "training_index": 5, "copy": True}
+
+
+def test_a_reference_without_the_precision_recall_subset_is_refused(project: tuple[Path, list[str]]) -> None:
+    _, overrides = project
+    with pytest.raises(UserError, match="no precision/recall subset of 10 faces.*rerun `animegan fid-reference`"):
+        evaluate.run(project_params(overrides + ["eval.prdc.reference_count=10"]))
 
 
 def test_reference_chunks_and_kid_pool_match_a_direct_computation(

@@ -28,7 +28,7 @@ def test_experiments_table_significance_and_no_warning(exp_repo: Path) -> None:
     assert result.runs[2].spreads["fid"].mean == pytest.approx(80.0)
     assert result.warnings == []  # same dataset, weights and detector everywhere
     by = {(t.a, t.b, t.metric): t for t in result.tests}
-    assert len(by) == 3 * len(METRICS)
+    assert len(by) == 3 * 3  # pairs x (FID, KID, AFD): the runs predate precision/recall and copies
     same = by[("main", "same", "FID")]
     assert same.diff == pytest.approx(0.0) and same.p == pytest.approx(1.0) and not same.significant
     fid = by[("main", "better", "FID")]
@@ -50,7 +50,8 @@ def test_cli_prints_table_test_and_warnings(exp_repo: Path, monkeypatch: pytest.
         ["compare", "main", "better", "otherdata", "--params", str(Path(__file__).parents[2] / "params.yaml")],
     )
     assert out.exit_code == 0, out.output
-    assert "| better | 80 ± 0.58 | 0.008 ± 5.8e-05 | 0.7 ± 0.0058 | 5 |" in out.stdout
+    assert "| better | 80 ± 0.58 | 0.008 ± 5.8e-05 | 0.7 ± 0.0058 | n/a | n/a | n/a | n/a | n/a | 5 |" in out.stdout
+    assert "Precision" not in out.stdout.split("Significance")[1]  # in no run: no test rows
     assert "Welch's two-sided t-test" in out.stdout
     assert "| main | better | FID | -20 |" in out.stdout and "**better better**" in out.stdout
     assert "warning: main vs otherdata: provenance dataset_sha256 differs" in out.stderr
@@ -102,6 +103,19 @@ def test_higher_afd_is_better_lower_fid_is_better() -> None:
     assert welch_test(a, b, "afd", "AFD", False, 0.05).verdict == "b better"
 
 
+def test_precision_recall_density_coverage_and_copied_are_tested_each_in_its_direction() -> None:
+    a = _run("a", precision=[0.60, 0.62, 0.61], recall=[0.5, 0.52, 0.51], copied=[0.0, 0.001, 0.0], density=[1.0, 1.1])
+    b = _run("b", precision=[0.70, 0.71, 0.69], recall=[0.5, 0.51, 0.52], copied=[0.05, 0.052, 0.049])
+    by = {t.metric: t for t in compare_metrics([a, b], 0.05).tests}
+    assert by["Precision"].verdict == "b better" and by["Precision"].p < 0.01
+    assert by["Recall"].verdict == "within draw noise"
+    assert by["Copied"].verdict == "a better" and by["Copied"].diff == pytest.approx(0.05, abs=1e-3)
+    assert by["Density"].verdict == "missing in one run" and "Coverage" not in by and "FID" not in by
+    text = format_comparison(compare_metrics([a, b], 0.05))
+    assert "| run | FID | KID | AFD | Precision | Recall | Density | Coverage | Copied | draws |" in text
+    assert "| a | n/a | n/a | n/a | 0.61 ± 0 | 0.51 ± 0 | 1.05 ± 0 | n/a | 0.0003333 ± 0 | 3 |" in text
+
+
 def test_incomparable_pairs_are_marked_in_the_table(exp_repo: Path) -> None:
     result = compare_runs(exp_repo, ["same", "otherdata"], "metrics/eval.json", alpha=0.05)
     assert all(not t.comparable for t in result.tests)
@@ -121,7 +135,7 @@ def test_seed_groups_test_the_per_run_means_so_retraining_noise_counts() -> None
     assert t.verdict == "within seed-to-seed noise" and t.p == pytest.approx(0.6, abs=0.05) and t.diff == 5.0
     assert welch_test(a, a_runs[0], "fid", "FID", True, 0.05).verdict == "a seed group is tested only against a group"
     text = format_comparison(compare_metrics([a, b], 0.05))
-    assert "| a-seed0+a-seed1+a-seed2 | 50 ± 10 | n/a | n/a | 3 runs |" in text
+    assert "| a-seed0+a-seed1+a-seed2 | 50 ± 10 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | 3 runs |" in text
     assert "on the per-run means, so retraining noise is covered too" in text
 
 

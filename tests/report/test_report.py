@@ -141,3 +141,31 @@ def test_markdown_escapes_run_names_and_params_text_as_the_html_does(tmp_path: P
         assert "<script" not in text and "<svg" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in built.markdown
     assert "&lt;svg onload=alert(2)&gt;" in built.markdown
+def test_copies_of_training_faces_are_shown_beside_them(tmp_path: Path) -> None:
+    from pipeline.cartoon import cartoon_faces
+    from pipeline.image_grid import save_grid
+
+    faces = cartoon_faces(count=4, size=16, seed=0)
+    save_grid(faces, tmp_path / "plots" / "copies.png", ncol=2)  # evaluate's layout: sample, training face
+    worst = [
+        {"image": 2, "training_index": 7, "distance": 0.01, "copy": True, "feature_distance": 3.2},
+        {"image": 0, "training_index": 1, "distance": 0.2, "copy": False, "feature_distance": 9.5},
+    ]
+    ev = {
+        "fid": {"mean": 50.0, "std": 1.0, "draws": [49.0, 51.0]},
+        "precision": {"mean": 0.6, "std": 0.01, "draws": [0.59, 0.61]},
+        "copied": {"mean": 0.25, "std": 0.0, "draws": [0.25, 0.25]},
+        "copies": {"threshold": 0.04, "flagged": [2], "worst": worst, "picture": "plots/copies.png"},
+        "provenance": {"copy_calibration": {"method": "calibrated", "threshold": 0.04}},
+    }
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "eval.json").write_text(json.dumps(ev))
+    built = build_report(tmp_path, [], metrics_dir="metrics", plots_dir="plots")
+    summary = "1 submitted images copy a training face (3.jpg): copy distance below 0.04 (calibrated on held-out"
+    assert "Copies of training faces" in built.html and summary in built.html
+    assert built.html.count('src="data:image/png;base64,') == 1  # the pairs, not again among the sample grids
+    assert "each row: the sample, then its nearest training face" in built.html
+    assert "| 1 | 3.jpg (image 2) | clean face 7 | 0.01 | copy | 3.2 |" in built.markdown
+    assert "| 2 | 1.jpg (image 0) | clean face 1 | 0.2 |  | 9.5 |" in built.markdown
+    assert "| Precision | 0.6 ± 0.01 | 2 | 0.59, 0.61 | higher |" in built.markdown
+    assert "Precision per draw (higher is better)" in built.html
