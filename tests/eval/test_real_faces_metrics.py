@@ -64,6 +64,7 @@ def test_evaluate_images_flags_the_training_faces_a_folder_hands_back(tmp_path: 
         f"paths.clean={clean}", "eval.fid.weights=untrained", f"eval.fid.cache_dir={tmp_path / 'cache'}",
         "eval.fid.reference_count=30", "eval.prdc.reference_count=30", "eval.kid.reference_pool=30",
         "eval.kid.subsets=5", "eval.kid.subset_size=20", "eval.afd.real_count=4", "eval.copies.calibration_count=300",
+        "eval.afd.detector=mtcnn",  # needs no detector stage (the default, anime, does)
     ]  # fmt: skip
     fid_reference.run(project_params(overrides))
     folder = tmp_path / "submission"
