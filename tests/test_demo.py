@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, run_demo
 
-REPO = Path(__file__).resolve().parents[1]
-WORKSPACE = REPO / "demo"
 STAGES = ("download", "clean", "detector", "fid_reference", "train", "sample", "evaluate")
-TEST_EPOCHS = 5
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +41,6 @@ def project_state() -> dict[str, str]:
             if f.is_file():
                 state[str(f.relative_to(REPO))] = hashlib.sha256(f.read_bytes()).hexdigest()
     return state
-
-
-def run_demo() -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "stages.demo", "--workspace", str(WORKSPACE), "--set", f"train.epochs={TEST_EPOCHS}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, f"demo failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from demo_workspace import WORKSPACE, run_demo
 
-REPO = Path(__file__).resolve().parents[2]
-WORKSPACE = REPO / "demo"
 GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
 STAGES = ("download", "clean", "detector", "fid_reference", "train", "sample", "evaluate")
 # what the teammate must get: the models, the samples, the clean faces and the FID reference (files and folders)
@@ -68,9 +67,7 @@ class Shared:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> Shared:
-    done = subprocess.run([sys.executable, "-m", "stages.demo", "--workspace", str(WORKSPACE)],
-                          cwd=REPO, capture_output=True, text=True, timeout=1800)  # fmt: skip
-    assert done.returncode == 0, f"demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    run_demo()  # the demo as tests/test_demo.py runs it, so one trains and the other finds it cached
     root = tmp_path_factory.mktemp("share")
     a, store, origin = root / "A", root / "store", root / "origin.git"
     shutil.copytree(WORKSPACE, a, symlinks=True)

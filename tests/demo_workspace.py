@@ -1,0 +1,28 @@
+"""The demo workspace the slow end-to-end tests share: demo/ at the repo root, trained for TEST_EPOCHS.
+
+Usage (from a test):
+    from demo_workspace import WORKSPACE, run_demo
+    run_demo()        # python -m stages.demo --workspace demo --set train.epochs=5; asserts it succeeded
+
+Every test that needs a finished demo runs it with the same settings, so DVC finds the others' outputs cached
+instead of retraining for another epoch count (bench/demo.py measures the full 50-epoch demo).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO / "demo"
+TEST_EPOCHS = 5
+
+
+def run_demo() -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.demo", "--workspace", str(WORKSPACE), "--set", f"train.epochs={TEST_EPOCHS}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, f"demo failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
