@@ -6,26 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import assert_same_tensors, load_state, tiny_params, write_faces
+from train_helpers import assert_same_tensors, checkpoint_of, tiny_params, train_tiny, write_faces
 
-from pipeline.distributed import init_distributed
 from pipeline.errors import UserError
 from pipeline.models import load_generator
-from pipeline.training import TrainPaths, train_gan
 from stages import train as train_stage
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "epoch", "step_in_epoch", "signature", "rng")
-
-
-def run(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
-    params = tiny_params(root, *overrides)
-    models = Path(params.paths.models)
-    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
-    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
-
-
-def checkpoint(root: Path) -> dict:
-    return load_state(root / "models" / "checkpoint.pt")
 
 
 def same_run_state(a: dict, b: dict) -> None:
@@ -48,23 +35,23 @@ def test_each_variant_trains_with_finite_losses(tmp_path, faces, variant):
     size = 32 if "data.image_size=32" in variant else 16
     if size == 32:
         faces = np.repeat(np.repeat(faces, 2, axis=1), 2, axis=2)
-    summary = run(tmp_path, faces, "train.max_steps=3", *variant)
+    summary = train_tiny(tmp_path, faces, "train.max_steps=3", *variant)
     assert summary["steps"] == 3
     assert np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
     g = load_generator(tmp_path / "models" / "generator.pt")
     assert g(torch.randn(2, g.z_dim)).shape == (2, 3, size, size)
     if "train.loss=wgan" in variant:  # clipping holds after every critic step
-        weights = [v for k, v in checkpoint(tmp_path)["D"].items() if k.endswith(("weight", "bias"))]
+        weights = [v for k, v in checkpoint_of(tmp_path)["D"].items() if k.endswith(("weight", "bias"))]
         assert max(w.abs().max().item() for w in weights) <= 0.01 + 1e-7
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, faces):
-    run(tmp_path / "a", faces)
-    run(tmp_path / "b", faces)
-    run(tmp_path / "c", faces, "train.seed=7")
-    same_run_state(checkpoint(tmp_path / "a"), checkpoint(tmp_path / "b"))
+    train_tiny(tmp_path / "a", faces)
+    train_tiny(tmp_path / "b", faces)
+    train_tiny(tmp_path / "c", faces, "train.seed=7")
+    same_run_state(checkpoint_of(tmp_path / "a"), checkpoint_of(tmp_path / "b"))
     weight = "l3.0.weight"
-    assert not torch.equal(checkpoint(tmp_path / "a")["G"][weight], checkpoint(tmp_path / "c")["G"][weight])
+    assert not torch.equal(checkpoint_of(tmp_path / "a")["G"][weight], checkpoint_of(tmp_path / "c")["G"][weight])
     ga, gb = (load_generator(tmp_path / r / "models" / "generator.pt").state_dict() for r in "ab")
     assert_same_tensors(ga, gb)
 
@@ -90,45 +77,45 @@ class InterruptAt:
 def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path, faces):
     # 3 critic steps per step exercise the permutation position; 64 faces / 8 / 3: 2 steps an epoch, 6 in all
     common = ["train.max_steps=0", "train.epochs=3", "train.n_critic=3"]
-    run(tmp_path / "straight", faces, *common)
+    train_tiny(tmp_path / "straight", faces, *common)
     with pytest.raises(Interrupt):  # dies after step 3: step 3's progress is lost, checkpoint 2 stays
-        run(tmp_path / "resumed", faces, *common, make_log=lambda start: InterruptAt(3))
-    assert checkpoint(tmp_path / "resumed")["step"] == 2
-    summary = run(tmp_path / "resumed", faces, *common)
+        train_tiny(tmp_path / "resumed", faces, *common, make_log=lambda start: InterruptAt(3))
+    assert checkpoint_of(tmp_path / "resumed")["step"] == 2
+    summary = train_tiny(tmp_path / "resumed", faces, *common)
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
-    same_run_state(checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed"))
+    same_run_state(checkpoint_of(tmp_path / "straight"), checkpoint_of(tmp_path / "resumed"))
 
 
 def test_a_longer_run_continues_a_finished_shorter_one_exactly(tmp_path, faces):
-    run(tmp_path / "long", faces, "train.max_steps=4")
-    run(tmp_path / "grown", faces, "train.max_steps=2")
-    run(tmp_path / "grown", faces, "train.max_steps=4")
-    same_run_state(checkpoint(tmp_path / "long"), checkpoint(tmp_path / "grown"))
+    train_tiny(tmp_path / "long", faces, "train.max_steps=4")
+    train_tiny(tmp_path / "grown", faces, "train.max_steps=2")
+    train_tiny(tmp_path / "grown", faces, "train.max_steps=4")
+    same_run_state(checkpoint_of(tmp_path / "long"), checkpoint_of(tmp_path / "grown"))
 
 
 def test_checkpoint_from_other_params_is_refused_in_one_line_or_restarted(tmp_path, faces):
-    run(tmp_path, faces, "train.max_steps=2")
+    train_tiny(tmp_path, faces, "train.max_steps=2")
     before = (tmp_path / "models" / "checkpoint.pt").read_bytes()
     with pytest.raises(UserError) as err:
-        run(tmp_path, faces, "train.max_steps=2", "train.lr_d=0.0002", "train.loss=hinge")
+        train_tiny(tmp_path, faces, "train.max_steps=2", "train.lr_d=0.0002", "train.loss=hinge")
     message = str(err.value)
     assert "\n" not in message
     assert "train.lr_d: 0.0001 -> 0.0002" in message and "train.loss: 'gan' -> 'hinge'" in message
     assert "delete it" in message and "train.on_mismatch=restart" in message
     assert (tmp_path / "models" / "checkpoint.pt").read_bytes() == before
     with pytest.raises(UserError, match="faces.sha256"):  # other data is other params too
-        run(tmp_path, faces[::-1].copy(), "train.max_steps=2")
+        train_tiny(tmp_path, faces[::-1].copy(), "train.max_steps=2")
 
-    run(tmp_path, faces, "train.max_steps=2", "train.loss=hinge", "train.on_mismatch=restart")
-    run(tmp_path / "fresh", faces, "train.max_steps=2", "train.loss=hinge")
-    same_run_state(checkpoint(tmp_path), checkpoint(tmp_path / "fresh"))
+    train_tiny(tmp_path, faces, "train.max_steps=2", "train.loss=hinge", "train.on_mismatch=restart")
+    train_tiny(tmp_path / "fresh", faces, "train.max_steps=2", "train.loss=hinge")
+    same_run_state(checkpoint_of(tmp_path), checkpoint_of(tmp_path / "fresh"))
 
 
 def test_divergence_stops_with_user_error_and_keeps_last_good_checkpoint(tmp_path, faces):
     # lr_g 1e30 blows G up at step 1; the critic's loss is NaN at step 2, before its checkpoint is written
     with pytest.raises(UserError, match=r"training diverged: loss_d is nan by step 2; .*checkpoint.pt keeps"):
-        run(tmp_path, faces, "train.lr_g=1.0e+30", "train.checkpoint_every=1", "train.max_steps=8")
-    kept = checkpoint(tmp_path)
+        train_tiny(tmp_path, faces, "train.lr_g=1.0e+30", "train.checkpoint_every=1", "train.max_steps=8")
+    kept = checkpoint_of(tmp_path)
     assert kept["step"] == 1
     assert all(torch.isfinite(t).all() for t in kept["G"].values() if t.is_floating_point())
     assert not (tmp_path / "models" / "generator.pt").exists()

@@ -5,30 +5,16 @@ fused Adam are deterministic on CPU, so 2 steps + resume + 2 steps equals 4 step
 The gradient penalty stays float32 under bf16 (DESIGN.md: penalties eager in fp32).
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from train_helpers import assert_same_tensors, load_state, tiny_params
+from train_helpers import assert_same_tensors, checkpoint_of, train_tiny
 
-from pipeline.distributed import init_distributed
 from pipeline.losses import gradient_penalty
 from pipeline.models import Critic
-from pipeline.training import TrainPaths, train_gan
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "rng")
-
-
-def run(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
-    params = tiny_params(root, *overrides)
-    models = Path(params.paths.models)
-    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
-    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
-
-
-def checkpoint(root: Path) -> dict:
-    return load_state(root / "models" / "checkpoint.pt")
 
 
 def conv_weights(state: dict) -> list[torch.Tensor]:
@@ -41,8 +27,8 @@ def plain(tmp_path_factory) -> dict:
     from train_helpers import tiny_faces
 
     root = tmp_path_factory.mktemp("plain")
-    run(root, tiny_faces())
-    return checkpoint(root)
+    train_tiny(root, tiny_faces())
+    return checkpoint_of(root)
 
 
 def test_by_default_no_option_is_on_for_cpu(plain):
@@ -54,12 +40,12 @@ def test_by_default_no_option_is_on_for_cpu(plain):
 @pytest.mark.parametrize("option", ["bf16", "channels_last", "fused_adam"])
 def test_option_runs_on_cpu_and_resumes_bit_for_bit(tmp_path, faces, plain, option):
     on = f"train.{option}=always"
-    summary = run(tmp_path / "straight", faces, on)
+    summary = train_tiny(tmp_path / "straight", faces, on)
     assert summary["steps"] == 4 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
     assert summary["speed"] == {o: o == option for o in ("bf16", "compile", "channels_last", "fused_adam")}
-    run(tmp_path / "resumed", faces, on, "train.max_steps=2")
-    assert run(tmp_path / "resumed", faces, on)["resumed_from_step"] == 2
-    straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
+    train_tiny(tmp_path / "resumed", faces, on, "train.max_steps=2")
+    assert train_tiny(tmp_path / "resumed", faces, on)["resumed_from_step"] == 2
+    straight, resumed = checkpoint_of(tmp_path / "straight"), checkpoint_of(tmp_path / "resumed")
     for key in STATE_KEYS:
         assert_same_tensors(straight[key], resumed[key], key)
 
@@ -115,7 +101,7 @@ def test_compile_with_every_option_on_cpu_compiles_nothing_after_the_first_step(
     counters.clear()
     log = CountGraphs()
     try:
-        summary = run(tmp_path / "straight", faces, *on, make_log=lambda start: log)
+        summary = train_tiny(tmp_path / "straight", faces, *on, make_log=lambda start: log)
     finally:
         torch._dynamo.config.error_on_recompile = False
     assert np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
@@ -124,8 +110,8 @@ def test_compile_with_every_option_on_cpu_compiles_nothing_after_the_first_step(
     assert counters["graph_break"] == {}
 
     # resumed in this process, the same compiled kernels run: bit for bit
-    run(tmp_path / "resumed", faces, *on, "train.max_steps=2")
-    run(tmp_path / "resumed", faces, *on)
-    straight, resumed = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed")
+    train_tiny(tmp_path / "resumed", faces, *on, "train.max_steps=2")
+    train_tiny(tmp_path / "resumed", faces, *on)
+    straight, resumed = checkpoint_of(tmp_path / "straight"), checkpoint_of(tmp_path / "resumed")
     for key in STATE_KEYS:
         assert_same_tensors(straight[key], resumed[key], key)

@@ -82,3 +82,19 @@ def assert_same_tensors(a: dict, b: dict, where: str = "") -> None:
             assert_same_tensors(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def train_tiny(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
+    """train_gan on tiny_params(root, *overrides) in this process; the summary."""
+    from pipeline.distributed import init_distributed
+    from pipeline.training import TrainPaths, train_gan
+
+    params = tiny_params(root, *overrides)
+    models = Path(params.paths.models)
+    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
+    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
+
+
+def checkpoint_of(root: Path) -> dict:
+    """The checkpoint tiny_params(root) trains into."""
+    return load_state(root / "models" / "checkpoint.pt")
