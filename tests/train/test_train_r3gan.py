@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_loop import Interrupt, InterruptAt, checkpoint, run, same_run_state
-from train_helpers import SUBPROCESS_ENV, tiny_params, write_faces
+from test_train_loop import Interrupt, InterruptAt, same_run_state
+from train_helpers import SUBPROCESS_ENV, checkpoint_of, tiny_params, train_tiny, write_faces
 
 from pipeline.models import load_generator
 from stages import sample as sample_stage
@@ -40,7 +40,7 @@ def test_r3gan_tiny_trains_with_finite_losses_and_logs_its_schedules(tmp_path, f
         def grid(self, name, images):
             pass
 
-    summary = run(tmp_path, faces, *r3gan_tiny("train.max_steps=4"), make_log=lambda start: Curves())
+    summary = train_tiny(tmp_path, faces, *r3gan_tiny("train.max_steps=4"), make_log=lambda start: Curves())
     assert summary["steps"] == 4 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
     g = load_generator(tmp_path / "models" / "generator.pt")
     assert type(g).__name__ == "R3Generator" and g(torch.randn(2, 64)).shape == (2, 3, 16, 16)
@@ -49,31 +49,31 @@ def test_r3gan_tiny_trains_with_finite_losses_and_logs_its_schedules(tmp_path, f
     assert "r1" not in logged[2] and "r1" in logged[4]  # lazy: critic steps 0 and 3 only
     assert logged[1]["gamma"] == 1.0 and logged[4]["gamma"] < logged[3]["gamma"] < logged[1]["gamma"]
     assert logged[1]["lr_g"] == 2.0e-4 and logged[4]["lr_g"] < 2.0e-4
-    state = checkpoint(tmp_path)
+    state = checkpoint_of(tmp_path)
     assert state["opt_d"]["param_groups"][0]["betas"][0] == 0.0  # Adam beta1 0, as the paper
 
 
 def test_r3gan_tiny_resumes_bit_identically_across_a_lazy_step_and_the_schedule(tmp_path, faces):
     common = r3gan_tiny("train.max_steps=0", "train.epochs=1", "train.n_critic=1")  # 64 faces / 8: 8 steps
-    run(tmp_path / "straight", faces, *common)
+    train_tiny(tmp_path / "straight", faces, *common)
     with pytest.raises(Interrupt):  # dies after step 5, before its checkpoint: checkpoint 4 (every 2) stays
-        run(tmp_path / "resumed", faces, *common, make_log=lambda start: InterruptAt(5))
-    assert checkpoint(tmp_path / "resumed")["step"] == 4
-    summary = run(tmp_path / "resumed", faces, *common)  # resumes at step 4: critic step 6 is lazy R1/R2
+        train_tiny(tmp_path / "resumed", faces, *common, make_log=lambda start: InterruptAt(5))
+    assert checkpoint_of(tmp_path / "resumed")["step"] == 4
+    summary = train_tiny(tmp_path / "resumed", faces, *common)  # resumes at step 4: critic step 6 is lazy R1/R2
     assert summary["resumed_from_step"] == 4 and summary["steps"] == 8
-    same_run_state(checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "resumed"))
+    same_run_state(checkpoint_of(tmp_path / "straight"), checkpoint_of(tmp_path / "resumed"))
     a, b = (torch.load(tmp_path / r / "models" / "generator.pt", weights_only=True) for r in ("straight", "resumed"))
     assert a["config"] == b["config"] == {"model": "r3gan", "preset": "tiny", "z_dim": 64, "image_size": 16}
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
 def test_dcgan_trains_with_rpgan_r1_and_ema_ramp_up(tmp_path, faces):
-    summary = run(
+    summary = train_tiny(
         tmp_path, faces, "train.loss=rpgan", "train.gamma=1.0", "train.penalties=[r1]", "train.ema_kimg=0.1",
         "train.flip=true", "train.critic_norm=none", "train.max_steps=3",
     )  # fmt: skip
     assert summary["steps"] == 3 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
-    state = checkpoint(tmp_path)
+    state = checkpoint_of(tmp_path)
     assert not all(torch.equal(state["G"][k], state["G_ema"][k]) for k in state["G"])
 
 
