@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,22 +30,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from model_flops import flops  # noqa: E402  (grouped convolutions' backward counted right)
 from model_race import MODELS, model_overrides  # noqa: E402
+from train_throughput import StepClock  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.distributed import DistInfo  # noqa: E402
 from pipeline.families import Nets, family_for  # noqa: E402
 from pipeline.training import TrainPaths, train_gan  # noqa: E402
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.times: dict[int, float] = {}
-
-    def metrics(self, step: int, values: dict) -> None:
-        self.times[step] = time.perf_counter()
-
-    def grid(self, name: str, images: np.ndarray) -> None:
-        pass
 
 
 def flops_per_image(train, size: int) -> float:
