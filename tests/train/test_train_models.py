@@ -1,4 +1,4 @@
-"""pipeline.train.generator_file: the course's DCGAN exactly at 64 px, smaller sizes, and the generator.pt format."""
+"""pipeline.train.families.dcgan and generator.pt: the course's DCGAN at 64 px exactly, smaller sizes, the file."""
 
 import importlib.util
 
