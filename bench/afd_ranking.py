@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.afd import detection_rate, get_detector
-from pipeline.anime_detector import load_detector_from
-from pipeline.config import load_params
-from pipeline.models import Generator, load_generator
-from pipeline.sampling import generate
-from pipeline.seeding import INIT, derive_seed, seed_everything
+from pipeline.core.config import load_params
+from pipeline.core.seeding import INIT, derive_seed, seed_everything
+from pipeline.metrics.afd import detection_rate, get_detector
+from pipeline.metrics.detector.model import load_detector_from
+from pipeline.train.families.dcgan import Generator
+from pipeline.train.generator_file import load_generator
+from pipeline.train.sampling import generate
 from stages import detector as detector_stage
 from stages import train as train_stage
 

@@ -29,12 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.archive import extract_faces  # noqa: E402
-from pipeline.cartoon import write_faces_zip  # noqa: E402
+from pipeline.data.archive import extract_faces  # noqa: E402
+from pipeline.data.cartoon import write_faces_zip  # noqa: E402
 
 CHILD = """
 import json, re, resource, sys, time
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 import stages.clean
 
 def peak_mib():

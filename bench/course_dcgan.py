@@ -7,7 +7,7 @@ Usage:
 Kept as the notebook has it: JPEG decoding and resizing per step in a DataLoader (shuffle, 2 workers),
 Sigmoid + BCELoss, Adam(1e-4, betas (0.5, 0.999)), D step on G(z) without detach(), a fresh G(z) for the
 G step, n_critic 1. Only the notebook's logging, checkpointing and CUDA-only calls are left out; the device is a
-parameter. The module names (l1, l2, l3) are the notebook's: pipeline.models matches them.
+parameter. The module names (l1, l2, l3) are the notebook's: pipeline.train.families.dcgan matches them.
 """
 
 from __future__ import annotations

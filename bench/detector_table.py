@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.afd import get_detector
-from pipeline.anime_detector import load_detector_from
-from pipeline.config import load_params
-from pipeline.detector_training import evaluation_sets
+from pipeline.core.config import load_params
+from pipeline.metrics.afd import get_detector
+from pipeline.metrics.detector.model import load_detector_from
+from pipeline.metrics.detector.training import evaluation_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 

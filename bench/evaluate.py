@@ -22,11 +22,11 @@ Timed, each in a fresh child process, same machine, same run:
             reference's features on every call).
 Prints wall time of both, the ratio, each child's peak RSS (VmHWM), and both FIDs.
 
-Copy check (each in a fresh child, peak RSS its own): pipeline.copies on 1,000 images (faces of the zip moved by a
-pixel and re-encoded) against a memory-mapped faces.npy of 2,500 and of 5,000 real faces, and its calibration
-(eval.copies.calibration_count = 1,000 held-out faces). The per-image search is linear in the training faces
-(coarse pass) plus a constant (the aligned distance over a few candidates): the two sizes fit that line, which is
-extrapolated to the course's 71,314 faces. Memory does not grow with the training set (streamed in chunks).
+Copy check (each in a fresh child, peak RSS its own): pipeline.metrics.copies on 1,000 images (faces of the zip moved by
+a pixel and re-encoded) against a memory-mapped faces.npy of 2,500 and of 5,000 real faces, and its calibration
+(eval.copies.calibration_count = 1,000 held-out faces). The per-image search is linear in the training faces (coarse
+pass) plus a constant (the aligned distance over a few candidates): the two sizes fit that line, which is extrapolated
+to the course's 71,314 faces. Memory does not grow with the training set (streamed in chunks).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ COPY_CHILD = """
 import json, re, sys, time
 import numpy as np
 sys.path.insert(0, {repo!r})
-from pipeline.copies import CopyCheck
+from pipeline.metrics.copies import CopyCheck
 faces = np.load({faces!r}, mmap_mode="r")
 images = np.load({images!r})
 check = CopyCheck(faces)
@@ -106,7 +106,7 @@ TRAINING_FACES_71K = 71314
 
 
 def copy_check_cost(zip_path: Path, work: Path) -> None:
-    from pipeline.copies import edit
+    from pipeline.metrics.copies import edit
 
     faces = real_faces(zip_path, 5000, 64)
     images = np.stack([edit(f, 1, 0, 75) for f in faces[:1000]])
@@ -147,8 +147,9 @@ def main() -> None:
 
     import torch
 
-    from pipeline.inception import _untrained_state
-    from pipeline.models import Generator, generator_config, save_generator
+    from pipeline.metrics.inception import _untrained_state
+    from pipeline.train.families.dcgan import Generator
+    from pipeline.train.generator_file import generator_config, save_generator
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_eval."))
     work.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ Usage:
                                                          # batch 2, one warm-up and one timed step per set
 
 What it times: one plain training step built directly from the models (the training loop's model families were
-being written in parallel when this was prepared), the same work per step as pipeline/training.py's loop:
+being written in parallel when this was prepared), the same work per step as pipeline/train/loop.py's loop:
   dcgan        the course's networks and gan (BCE) loss, BatchNorm critic, Adam(0.5, 0.999); the G step reuses the
                critic step's fake batch;
-  r3gan-<p>    pipeline/r3gan.py preset p, relativistic pairing loss, R1 and R2 every critic step (gamma 1; lazy
-               regularisation would be cheaper), Adam(0, 0.99); the G step reuses the fake batch.
+  r3gan-<p>    pipeline/train/families/r3gan.py preset p, relativistic pairing loss, R1 and R2 every critic
+               step (gamma 1; lazy regularisation would be cheaper), Adam(0, 0.99); the G step reuses the fake batch.
 The penalties differentiate the plain critic twice in float32, eagerly (double backward through torch.compile
 is unsupported or wrong, pytorch issues 91469 and 183603), as the loop does; bf16 autocast, channels_last and
 torch.compile apply to the adversarial terms. No data loading, no EMA update (both small next to the step).
@@ -42,8 +42,8 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.models import Critic, Generator  # noqa: E402
-from pipeline.r3gan import R3Critic, R3Generator  # noqa: E402
+from pipeline.train.families.dcgan import Critic, Generator  # noqa: E402
+from pipeline.train.families.r3gan import R3Critic, R3Generator  # noqa: E402
 
 MODELS = ("dcgan", "r3gan-tiny", "r3gan-small", "r3gan-paper")
 EAGER_SETS = ((False, False, False), (True, False, False), (False, True, False), (True, True, False))

@@ -36,8 +36,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.fid import FeatureStats, frechet_distance  # noqa: E402
-from pipeline.inception import _untrained_state, build_fid_inception, extract_features, load_backbone  # noqa: E402
+from pipeline.metrics.fid import FeatureStats, frechet_distance  # noqa: E402
+from pipeline.metrics.inception import _untrained_state, build_fid_inception, extract_features, load_backbone  # noqa: E402
 
 # ../shared beside the main checkout, or beside the worktrees' folder
 SHARED = next((p for p in (REPO.parent / "shared", REPO.parents[1] / "shared") if p.is_dir()), REPO.parent / "shared")

@@ -32,10 +32,10 @@ from model_flops import flops  # noqa: E402  (grouped convolutions' backward cou
 from model_race import MODELS, model_overrides  # noqa: E402
 from train_throughput import StepClock  # noqa: E402
 
-from pipeline.config import load_params  # noqa: E402
-from pipeline.distributed import DistInfo  # noqa: E402
-from pipeline.families import Nets, family_for  # noqa: E402
-from pipeline.training import TrainPaths, train_gan  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.core.distributed import DistInfo  # noqa: E402
+from pipeline.train.families import Nets, family_for  # noqa: E402
+from pipeline.train.loop import TrainPaths, train_gan  # noqa: E402
 
 
 def flops_per_image(train, size: int) -> float:

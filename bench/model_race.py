@@ -5,12 +5,12 @@ Usage:
         [--points 2] [--seeds 1 2 3] [--samples 32] [--reference 256] [--detector-faces 800] [--jobs 3]
         [--models dcgan wgan-gp dcgan-rpgan-r1 r3gan-tiny] [--work /tmp/model_race] [--out bench/results]
 
-Each model trains with each seed on the zip's faces (resized to --size) through pipeline.training.train_gan,
+Each model trains with each seed on the zip's faces (resized to --size) through pipeline.train.loop.train_gan,
 in --points equal segments up to --images real images (a longer run continues a shorter one exactly, so the
 segments cost only a checkpoint reload). After each segment its generator (the EMA) draws --samples images
 (sample seed 0), scored like the evaluate stage: FID and KID on the untrained Inception backbone
 (eval.fid.weights untrained) against --reference real faces, and AFD with an anime detector trained here on
-the same faces (pipeline.detector_training, cached in --work). Every point becomes a commit of
+the same faces (pipeline.metrics.detector.training, cached in --work). Every point becomes a commit of
 metrics/eval.json in a git repository under --work, and `animegan compare` tests the seed groups:
 at equal images seen (the last point) and at equal wall-clock (each run's last point whose training seconds
 are within the fastest model's median total, +10%). With few samples, FID is biased upward (the same bias for
@@ -78,8 +78,8 @@ def load_faces(zip_path: Path, size: int) -> np.ndarray:
 
 
 def setup_reference(args: argparse.Namespace, faces: np.ndarray) -> str:
-    from pipeline.fid_reference import compute_reference, save_reference
-    from pipeline.inception import load_backbone
+    from pipeline.metrics.fid_reference import compute_reference, save_reference
+    from pipeline.metrics.inception import load_backbone
 
     folder = args.work / f"reference-{args.size}-{args.reference}"
     if not folder.is_dir():
@@ -94,9 +94,9 @@ def setup_reference(args: argparse.Namespace, faces: np.ndarray) -> str:
 
 
 def setup_detector(args: argparse.Namespace, faces: np.ndarray) -> str:
-    from pipeline.anime_detector import HOLDOUT_FILE, save_detector
-    from pipeline.config import load_params
-    from pipeline.detector_training import fit_detector
+    from pipeline.core.config import load_params
+    from pipeline.metrics.detector.model import HOLDOUT_FILE, save_detector
+    from pipeline.metrics.detector.training import fit_detector
 
     folder = args.work / f"detector-{args.size}-{args.detector_faces}"
     if not folder.is_dir():
@@ -129,10 +129,10 @@ def _one_thread() -> None:
 def scorer(args: argparse.Namespace, faces: np.ndarray) -> dict[str, Any]:
     """Backbone, reference, detector and real faces, loaded once per worker process."""
     if not _CACHE:
-        from pipeline.anime_detector import load_detector_from
-        from pipeline.evaluation import real_subset
-        from pipeline.fid_reference import load_reference
-        from pipeline.inception import load_backbone
+        from pipeline.metrics.detector.model import load_detector_from
+        from pipeline.metrics.evaluation import real_subset
+        from pipeline.metrics.fid_reference import load_reference
+        from pipeline.metrics.inception import load_backbone
 
         detector = load_detector_from(args.work / f"detector-{args.size}-{args.detector_faces}")
         _CACHE.update(
@@ -145,9 +145,9 @@ def scorer(args: argparse.Namespace, faces: np.ndarray) -> dict[str, Any]:
 
 
 def score_point(args: argparse.Namespace, faces: np.ndarray, generator_path: Path) -> dict[str, Any]:
-    from pipeline.evaluation import provenance, score_draws
-    from pipeline.models import load_generator
-    from pipeline.sampling import generate
+    from pipeline.metrics.evaluation import provenance, score_draws
+    from pipeline.train.generator_file import load_generator
+    from pipeline.train.sampling import generate
 
     ctx = scorer(args, faces)
     images = generate(load_generator(generator_path), seed=0, draw=0, count=args.samples, batch_size=64)
@@ -162,9 +162,9 @@ def run_task(task: tuple[str, int, argparse.Namespace]) -> list[dict[str, Any]]:
     """One model and seed: train in segments, score after each; the points."""
     import torch
 
-    from pipeline.config import load_params
-    from pipeline.distributed import DistInfo
-    from pipeline.training import TrainPaths, train_gan
+    from pipeline.core.config import load_params
+    from pipeline.core.distributed import DistInfo
+    from pipeline.train.loop import TrainPaths, train_gan
 
     name, seed, args = task
     _one_thread()

@@ -6,7 +6,7 @@ Usage:
 
 Both train the course's DCGAN at 64x64, batch 64, BCE, Adam. The course loop (bench/course_dcgan.py) decodes and
 resizes the JPEG folder every step in a DataLoader with 2 workers and draws a fresh G(z) for its G step; ours
-(pipeline.training.train_gan with params.yaml's train section) draws batches by index from a uint8 array made once
+(pipeline.train.loop.train_gan with params.yaml's train section) draws batches by index from a uint8 array made once
 from the same JPEGs, reuses the critic step's fake batch and keeps an EMA of G. images/s counts real images
 consumed per second, over the steps after the first `--warmup`; the loops alternate `--repeats` times and the
 medians are compared. Prints each run, the medians and the ratio.
@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from course_dcgan import course_loop  # noqa: E402
 
-from pipeline.config import load_params  # noqa: E402
-from pipeline.distributed import DistInfo  # noqa: E402
-from pipeline.training import TrainPaths, train_gan  # noqa: E402
+from pipeline.core.config import load_params  # noqa: E402
+from pipeline.core.distributed import DistInfo  # noqa: E402
+from pipeline.train.loop import TrainPaths, train_gan  # noqa: E402
 
 
 class StepClock:

@@ -5,7 +5,7 @@ Usage:
     from stages.clean import run; run(load_params("params.yaml"))
 
 The clean folder, the preview (the first data.preview_count faces) and metrics/data.json are written as
-temporaries first and swapped in together (pipeline.atomic's staged_outputs): a failure changes none of them.
+temporaries first and swapped in together (pipeline.core.atomic's staged_outputs): a failure changes none of them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
-from pipeline.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
-from pipeline.config import Params
-from pipeline.image_grid import grid_image
+from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
+from pipeline.core.config import Params
+from pipeline.core.image_grid import grid_image
+from pipeline.data.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
 
 
 def run(params: Params) -> None:

@@ -23,9 +23,9 @@ from typing import Annotated
 import typer
 import yaml
 
-from pipeline.atomic import DISK_ERRORS
-from pipeline.config import Params, load_params, to_dict
-from pipeline.errors import UserError, one_line
+from pipeline.core.atomic import DISK_ERRORS
+from pipeline.core.config import Params, load_params, to_dict
+from pipeline.core.errors import UserError, one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -135,7 +135,7 @@ def make_faces(
     """Write N generated cartoon anime faces as a zip laid out like the course's faces.zip."""
 
     def go() -> None:
-        from pipeline.cartoon import write_faces_zip
+        from pipeline.data.cartoon import write_faces_zip
 
         write_faces_zip(out, count=count, size=size, seed=seed)
         typer.echo(f"wrote {count} faces to {out}")
@@ -165,7 +165,7 @@ def compare(
     """Table of FID, KID, AFD (mean ± std over draws) per run, and whether each pair differs beyond noise."""
 
     def go() -> None:
-        from pipeline.compare import compare_runs, format_comparison
+        from pipeline.runs.compare import compare_runs, format_comparison
 
         eval_path = f"{resolve(params, set_).paths.metrics}/eval.json"
         result = compare_runs(Path.cwd(), list(revs or []), eval_path, alpha)
@@ -189,7 +189,7 @@ def report(
     """One self-contained HTML report (+ Markdown twin) of the runs: metrics, samples, curves, spread."""
 
     def go() -> None:
-        from pipeline.report import build_report, report_paths, write_report
+        from pipeline.runs.report import build_report, report_paths, write_report
 
         paths = resolve(params, set_).paths
         html_path, md_path = report_paths(out or Path(paths.plots) / "report.html")
@@ -250,7 +250,7 @@ def pull(
 
     def go() -> None:
         nonlocal code
-        from pipeline.dvc_remote import pull as pull_outputs
+        from pipeline.runs.remote import pull as pull_outputs
         from stages.experiments import dvc_executable
 
         code = pull_outputs(Path.cwd(), remote, targets or [], dvc_executable())

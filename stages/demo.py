@@ -9,7 +9,7 @@ In its own workspace (a git + DVC repository, never the project's data/, metrics
   1. copies the project's dvc.yaml, pipeline/ and stages/ (only files whose bytes changed, so DVC sees the same
      code deps on a second run) and writes params.yaml = the project's params.yaml + stages/demo_params.yaml,
      with data.url pointing at
-  2. a zip of cartoon faces (pipeline.cartoon) in the course's layout, served to the download stage as file://,
+  2. a zip of cartoon faces (pipeline.data.cartoon) in the course's layout, served to the download stage as file://,
   3. commits that, runs `dvc repro` (stage commands are the venv's `animegan`, importing the copied code through
      PYTHONPATH), commits the results, writes plots/report.html + report.md and prints the metrics table.
 A second run finds everything in DVC's cache and the lock file and reruns nothing. Try an experiment after it:
@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import Params, apply_override, validate
-from pipeline.errors import UserError, one_line
+from pipeline.core.config import Params, apply_override, validate
+from pipeline.core.errors import UserError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PARAMS = Path(__file__).with_name("demo_params.yaml")
@@ -100,7 +100,7 @@ def sync_code(src: Path, ws: Path) -> None:
 
 def ensure_faces_zip(ws: Path, count: int, size: int, seed: int) -> Path:
     """The zip's name holds its settings, so new settings make a new file (and a new data.url) for DVC."""
-    from pipeline.cartoon import write_faces_zip
+    from pipeline.data.cartoon import write_faces_zip
 
     path = ws / "inputs" / f"faces-{count}x{size}px-seed{seed}.zip"
     if not path.is_file():
@@ -176,7 +176,7 @@ def git(ws: Path, env: dict[str, str], *args: str) -> None:
 
 
 def write_demo_report(ws: Path, params: Params) -> None:
-    from pipeline.report import build_report, write_report
+    from pipeline.runs.report import build_report, write_report
 
     html = ws / params.paths.plots / "report.html"
     report = build_report(ws, [], params.paths.metrics, params.paths.plots)
@@ -184,7 +184,7 @@ def write_demo_report(ws: Path, params: Params) -> None:
 
 
 def print_summary(ws: Path, params: Params, seconds: float) -> None:
-    from pipeline.compare import compare_runs, format_comparison
+    from pipeline.runs.compare import compare_runs, format_comparison
 
     paths = params.paths
     result = compare_runs(ws, [], f"{paths.metrics}/eval.json", alpha=0.05)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.anime_detector import HOLDOUT_FILE, pick_device, save_detector
-from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
-from pipeline.clean import load_clean_faces
-from pipeline.config import Params
-from pipeline.detector_training import fit_detector
+from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
+from pipeline.core.config import Params
+from pipeline.data.clean import load_clean_faces
+from pipeline.metrics.detector.model import HOLDOUT_FILE, pick_device, save_detector
+from pipeline.metrics.detector.training import fit_detector
 
 
 def run(params: Params) -> None:

@@ -2,7 +2,7 @@
 
 Usage:
     animegan download [--set data.url=file:///path/faces.zip] [--set data.sha256=<64 hex>]
-    python -c "from pipeline.config import load_params; from stages.download import run; run(load_params())"
+    python -c "from pipeline.core.config import load_params; from stages.download import run; run(load_params())"
 
 Result: `<paths.raw>/faces/<files>` plus `<paths.raw>/SOURCE.json` (url, sha256, bytes, files, layout, pinned,
 unpacked_bytes), built in a temporary folder beside it and renamed into place together, so the stamp always
@@ -22,11 +22,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.archive import extract_faces
-from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
-from pipeline.config import Params
-from pipeline.errors import UserError
-from pipeline.fetch import fetched
+from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
+from pipeline.core.config import Params
+from pipeline.core.errors import UserError
+from pipeline.data.archive import extract_faces
+from pipeline.data.fetch import fetched
 
 log = logging.getLogger(__name__)
 

@@ -34,19 +34,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.afd import get_detector
-from pipeline.atomic import atomic_write_json, remove_stale_temporaries
-from pipeline.clean import clean_faces_file, load_clean_faces
-from pipeline.config import Params
-from pipeline.copies import Calibration, CopyCheck
-from pipeline.errors import UserError
-from pipeline.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
-from pipeline.fid_reference import array_sha256, check_reference, load_reference
-from pipeline.hashing import sha256_file
-from pipeline.image_grid import save_grid
-from pipeline.models import load_generator
-from pipeline.prdc import PrdcReference
-from pipeline.sampling import generate, jpeg_roundtrip, read_jpegs
+from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
+from pipeline.core.config import Params
+from pipeline.core.errors import UserError
+from pipeline.core.hashing import sha256_file
+from pipeline.core.image_grid import save_grid
+from pipeline.data.clean import clean_faces_file, load_clean_faces
+from pipeline.metrics.afd import get_detector
+from pipeline.metrics.copies import Calibration, CopyCheck
+from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
+from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
+from pipeline.metrics.prdc import PrdcReference
+from pipeline.train.generator_file import load_generator
+from pipeline.train.sampling import generate, jpeg_roundtrip, read_jpegs
 from stages.fid_reference import backbone_for
 from stages.sample import GENERATOR_FILE, METRICS_FILE
 

@@ -137,7 +137,7 @@ def run_experiment(
     finished run; the dvc beside this Python is preferred."""
     import sys
 
-    from pipeline.errors import UserError
+    from pipeline.core.errors import UserError
 
     if name not in PRESETS:
         raise UserError(f"unknown experiment {name!r}; presets: {', '.join(PRESETS)}")

@@ -5,7 +5,7 @@ Usage:
     dvc repro fid_reference
     from stages.fid_reference import run; run(load_params("params.yaml"))
 
-Inception statistics of the clean faces (see pipeline.fid_reference), stored with the data hash and the weights
+Inception statistics of the clean faces (see pipeline.metrics.fid_reference), stored with the data hash and the weights
 hash they came from, with the seeded precision/recall subset's features (eval.prdc.reference_count, eval.prdc.seed).
 When the folder already holds a reference for the same data, weights and counts, the stage
 keeps it (on CPU the full 71k-face reference takes hours): delete the folder to force a recomputation.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import remove_stale_temporaries
-from pipeline.clean import clean_faces_file, load_clean_faces
-from pipeline.config import Params
-from pipeline.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
-from pipeline.inception import load_backbone
-from pipeline.speed import resolve_speed
+from pipeline.core.atomic import remove_stale_temporaries
+from pipeline.core.config import Params
+from pipeline.core.speed import resolve_speed
+from pipeline.data.clean import clean_faces_file, load_clean_faces
+from pipeline.metrics.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
+from pipeline.metrics.inception import load_backbone
 
 log = logging.getLogger(__name__)
 

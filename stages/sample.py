@@ -4,8 +4,8 @@ Usage:
     animegan sample [--set sample.count=100 --set sample.jpeg_quality=90]     # or: dvc repro sample
     from stages.sample import run; run(load_params("params.yaml"))
 
-Image i depends only on (sample.seed, i) (see pipeline.sampling). The samples folder, the tarball, the grid and
-metrics/sample.json are all written as temporaries first and swapped in together (pipeline.atomic's
+Image i depends only on (sample.seed, i) (see pipeline.train.sampling). The samples folder, the tarball, the grid and
+metrics/sample.json are all written as temporaries first and swapped in together (pipeline.core.atomic's
 staged_outputs), so they always match: a failure (a full disk, a read-only metrics/) changes none of them.
 A tarball over sample.max_submission_mb is not an error: the stage logs a warning naming the size and the fix
 (lower sample.jpeg_quality) and records `over_limit: true` in metrics/sample.json, because the samples are still
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import json_text, remove_stale_temporaries, staged_outputs
-from pipeline.config import Params
-from pipeline.hashing import sha256_file
-from pipeline.image_grid import grid_image
-from pipeline.models import load_generator
-from pipeline.sampling import generate, is_numbered_jpeg, write_jpegs, write_submission
+from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
+from pipeline.core.config import Params
+from pipeline.core.hashing import sha256_file
+from pipeline.core.image_grid import grid_image
+from pipeline.train.generator_file import load_generator
+from pipeline.train.sampling import generate, is_numbered_jpeg, write_jpegs, write_submission
 
 log = logging.getLogger(__name__)
 

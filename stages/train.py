@@ -7,7 +7,7 @@ Usage:
 
 Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or with more epochs); a finished run
 rerun rewrites nothing. Only rank 0 writes. Curves and per-epoch grids go to paths.plots/train/ (see
-pipeline.train_log); the clean faces are loaded once, whole, onto the training device.
+pipeline.train.log); the clean faces are loaded once, whole, onto the training device.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import logging
 import os
 from pathlib import Path
 
-from pipeline.atomic import atomic_write_json, remove_stale_temporaries
-from pipeline.clean import load_clean_faces
-from pipeline.config import Params
+from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
+from pipeline.core.config import Params
+from pipeline.data.clean import load_clean_faces
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,9 @@ PLOTS_DIR = "train"
 def run(params: Params) -> None:
     if params.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
-    from pipeline.distributed import init_distributed
-    from pipeline.train_log import DvcLiveTrainLog
-    from pipeline.training import TrainPaths, train_gan
+    from pipeline.core.distributed import init_distributed
+    from pipeline.train.log import DvcLiveTrainLog
+    from pipeline.train.loop import TrainPaths, train_gan
 
     paths = params.paths
     faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)

@@ -8,9 +8,9 @@ import resource
 import pytest
 import torch
 
-from pipeline.atomic import atomic_path, atomic_write_json, replace_dir, temp_dir_beside
-from pipeline.checkpoint import save_checkpoint
-from pipeline.errors import UserError
+from pipeline.core.atomic import atomic_path, atomic_write_json, replace_dir, temp_dir_beside
+from pipeline.core.errors import UserError
+from pipeline.train.checkpoint import save_checkpoint
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):

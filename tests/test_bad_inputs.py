@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import load_params
-from pipeline.errors import UserError
+from pipeline.core.config import load_params
+from pipeline.core.errors import UserError
 from stages import detector, fid_reference
 from stages import train as train_stage
 

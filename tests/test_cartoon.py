@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from pipeline.cartoon import cartoon_faces, write_faces_zip
+from pipeline.data.cartoon import cartoon_faces, write_faces_zip
 
 
 def test_faces_depend_only_on_seed_and_index():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_params
-from pipeline.errors import UserError
+from pipeline.core.config import load_params
+from pipeline.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"

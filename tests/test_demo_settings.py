@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 from stages.demo import write_params
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""pipeline.speed decides where bf16, compile, channels_last and fused Adam apply; params accept the old booleans.
+"""pipeline.core.speed decides where bf16, compile, channels_last and fused Adam apply; params accept the old booleans.
 
 torch.device("cuda") is only a name here (no GPU is touched), so the CUDA side of the decision is real, not mocked.
 """
@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.config import load_params, validate
-from pipeline.speed import SpeedSettings, applies, resolve_speed
+from pipeline.core.config import load_params, validate
+from pipeline.core.speed import SpeedSettings, applies, resolve_speed
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.config import Params, load_params
+from pipeline.core.config import Params, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.clean import REASONS, clean_faces, list_faces
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.data.clean import REASONS, clean_faces, list_faces
 
 SIZE = 32  # output side in these tests; sources are 48 px so every kept face is really resized
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.image_grid import grid_image, save_grid
-from pipeline.npy_stream import NpyRowWriter
+from pipeline.core.image_grid import grid_image, save_grid
+from pipeline.core.npy_stream import NpyRowWriter
 
 
 def test_streamed_npy_loads_as_the_same_array_with_its_hash(tmp_path):

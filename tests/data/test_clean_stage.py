@@ -13,7 +13,7 @@ import PIL
 import pytest
 from PIL import Image
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 from stages.clean import run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""pipeline.archive on real zips: the safety checks, the bounds and the two accepted layouts."""
+"""pipeline.data.archive on real zips: the safety checks, the bounds and the two accepted layouts."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.archive import extract_faces
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.data.archive import extract_faces
 
 BIG = 1 << 30
 

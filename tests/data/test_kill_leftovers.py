@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.atomic import make_temp_file, temp_dir_beside
-from pipeline.fetch import DOWNLOAD_KIND
+from pipeline.core.atomic import make_temp_file, temp_dir_beside
+from pipeline.data.fetch import DOWNLOAD_KIND
 from stages import clean, download
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,19 +5,21 @@ would not produce. Everything is derived from dvc.yaml and the code; nothing her
 
 Modules: for each stage, the union of two sets, because each alone can miss one:
   - a static walk of the import graph from the stage's module (`animegan X` runs stages/X.py, see stages/cli.py),
-    following every `import`/`from` statement anywhere in a module (also inside functions and branches the small
-    run below never takes, such as the weight download) and every importlib.import_module / __import__ call with
-    a literal name (registries, such as pipeline.afd reaching the anime detector). A call with a name computed at
-    run time cannot be followed, so the test fails on one instead of guessing;
+    following every `import`/`from` statement anywhere in a module (also inside functions and branches the small run
+    below never takes, such as the weight download) and every importlib.import_module / __import__ call with a literal
+    name (registries, such as pipeline.metrics.afd reaching the anime detector). A call with a name computed at run time
+    cannot be followed, so the test fails on one instead of guessing;
   - a trace of the stage's real command (`animegan X`, stages/cli.py included) run on small generated data in a
     fresh subprocess (tests/deps/trace_stage.py): every project module in sys.modules at exit, plus every project
     .py file opened (exec/runpy), whatever loaded it.
-Modules declared not stage code (the CLI and params loading) in pipeline/output_neutral.py, and empty package
-__init__.py files, are left out.
+Modules declared not stage code (the CLI) in pipeline/core/output_neutral.py, and package __init__.py files that
+hold nothing but a docstring, are left out. dvc.yaml lists a stage's code by room (`pipeline/core`, ...) and by file
+(its stage module): every loaded module must lie in a listed room or be listed itself, and every listed room or file
+must hold a module the stage loads, since a listed room the stage never loads reruns it for nothing.
 
 Params: the trace records every key the stage read (attribute reads on the models load_params returns, whole
 models when dumped or compared). Each must be listed in the stage's params in dvc.yaml, itself or a section above
-it (`detector` covers detector.seed), or be declared output-neutral in pipeline/output_neutral.py.
+it (`detector` covers detector.seed), or be declared output-neutral in pipeline/core/output_neutral.py.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cartoon import write_faces_zip
-from pipeline.config import apply_override
-from pipeline.output_neutral import NOT_STAGE_CODE, OUTPUT_NEUTRAL_PARAMS
+from pipeline.core.config import apply_override
+from pipeline.core.output_neutral import NOT_STAGE_CODE, OUTPUT_NEUTRAL_PARAMS
+from pipeline.data.cartoon import write_faces_zip
 
 REPO = Path(__file__).resolve().parents[2]
 TRACER = Path(__file__).with_name("trace_stage.py")
@@ -152,7 +154,11 @@ def is_stage_code(rel: str) -> bool:
     if rel in NOT_STAGE_CODE:
         return False
     path = REPO / rel
-    return not (path.name == "__init__.py" and not path.read_text(encoding="utf-8").strip())
+    if path.name != "__init__.py":
+        return True
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    has_docstring = bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    return len(body) > int(has_docstring)  # a package file that runs nothing is not code a stage depends on
 
 
 def covered(item: str, listed: list[str]) -> bool:
@@ -226,10 +232,11 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 
 
 def test_static_walk_follows_imports_inside_functions_and_registries() -> None:
-    """The walk reaches the anime detector (through pipeline.afd's registry) and the stage's lazy imports."""
+    """The walk reaches the anime detector (through pipeline.metrics.afd's registry) and the stage's lazy imports."""
     files, computed = static_closure(REPO / "stages" / "evaluate.py")
-    assert "pipeline/anime_detector.py" in files  # importlib.import_module("pipeline.anime_detector")
-    assert {"stages/evaluate.py", "pipeline/afd.py", "pipeline/inception.py", "pipeline/fetch.py"} <= files
+    assert "pipeline/metrics/detector/model.py" in files  # importlib.import_module("pipeline.metrics.detector.model")
+    assert {"stages/evaluate.py", "pipeline/metrics/afd.py", "pipeline/metrics/inception.py"} <= files
+    assert "pipeline/data/fetch.py" in files
     assert "stages/cli.py" not in files and not computed
 
 
@@ -250,6 +257,20 @@ def test_dvc_yaml_lists_every_module_a_stage_loads(stage: str, traces: dict[str,
     loaded = {f for f in static | set(traces[stage]["files"]) if is_stage_code(f)}
     missing = sorted(f for f in loaded if not covered(f, listed_code(stage)))
     assert not missing, f"dvc.yaml: stage {stage} loads {', '.join(missing)} but does not list it in its deps"
+    needless = [entry for entry in listed_code(stage) if not any(covered(f, [entry]) for f in loaded)]
+    assert not needless, f"dvc.yaml: stage {stage} lists {', '.join(needless)} but loads nothing there: needless reruns"
+
+
+def test_stage_code_is_listed_by_room() -> None:
+    """Every code dep is a stage module or a room of pipeline/, so a module added inside a room is covered at once."""
+    rooms = {p.relative_to(REPO).as_posix() for p in (REPO / "pipeline").rglob("__init__.py")}
+    rooms = {r.rsplit("/", 1)[0] for r in rooms} - {"pipeline"}
+    for stage in STAGES:
+        for entry in listed_code(stage):
+            if entry.startswith("pipeline"):
+                assert entry in rooms, f"dvc.yaml: stage {stage} lists {entry}: list its room instead ({sorted(rooms)})"
+            else:
+                assert entry.startswith("stages/") and entry.endswith(".py"), f"dvc.yaml: stage {stage}: {entry}"
 
 
 @pytest.mark.slow
@@ -261,5 +282,5 @@ def test_dvc_yaml_lists_every_params_key_a_stage_reads(stage: str, traces: dict[
     missing = sorted(k for k in read if not covered(k, listed) and not covered(k, list(OUTPUT_NEUTRAL_PARAMS)))
     assert not missing, (
         f"dvc.yaml: stage {stage} reads params {', '.join(missing)} but does not list them (or declare them "
-        "output-neutral in pipeline/output_neutral.py)"
+        "output-neutral in pipeline/core/output_neutral.py)"
     )

@@ -92,7 +92,7 @@ class ParamsRecorder:
 def main(argv: list[str]) -> int:
     out, command = Path(argv[0]), argv[1:]
     sys.addaudithook(_audit)
-    from pipeline import config
+    import pipeline.core.config as config
 
     recorder = ParamsRecorder(config.Section)
     recorder.install()

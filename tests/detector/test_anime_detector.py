@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.anime_detector import load_detector, load_detector_from
-from pipeline.cartoon import cartoon_faces
-from pipeline.config import load_params
-from pipeline.detector_data import NEGATIVE_KINDS, negatives, to_work
-from pipeline.detector_training import choose_threshold, split_faces, train_classifier
-from pipeline.errors import UserError
+from pipeline.core.config import load_params
+from pipeline.core.errors import UserError
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.detector.data import NEGATIVE_KINDS, negatives, to_work
+from pipeline.metrics.detector.model import load_detector, load_detector_from
+from pipeline.metrics.detector.training import choose_threshold, split_faces, train_classifier
 from stages import detector as stage
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"

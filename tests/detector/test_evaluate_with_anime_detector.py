@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cartoon import cartoon_faces
-from pipeline.config import load_params
-from pipeline.errors import UserError
-from pipeline.evaluation import real_subset
-from pipeline.models import Generator, generator_config, save_generator
+from pipeline.core.config import load_params
+from pipeline.core.errors import UserError
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.evaluation import real_subset
+from pipeline.train.families.dcgan import Generator
+from pipeline.train.generator_file import generator_config, save_generator
 from stages import detector, evaluate, fid_reference, sample
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"

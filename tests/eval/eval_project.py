@@ -1,6 +1,6 @@
 """Helpers for the eval tests: a tiny project (clean faces, generator, params) in a temporary folder.
 
-The faces are cartoon faces (pipeline.cartoon) and the generator a small, randomly initialised DCGAN; the FID
+The faces are cartoon faces (pipeline.data.cartoon) and the generator a small, randomly initialised DCGAN; the FID
 backbone is `untrained` (the real pytorch-fid weights cannot be downloaded here), so numbers are not meaningful,
 only their determinism and plumbing are.
 """
@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.cartoon import cartoon_faces
-from pipeline.config import Params, load_params
-from pipeline.models import Generator, generator_config, save_generator
+from pipeline.core.config import Params, load_params
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.train.families.dcgan import Generator
+from pipeline.train.generator_file import generator_config, save_generator
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 16

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from real_faces import real_faces
 
-from pipeline import copies as copies_module
-from pipeline.cartoon import cartoon_faces
-from pipeline.copies import CopyCheck, coarse, edit
+import pipeline.metrics.copies as copies_module
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.copies import CopyCheck, coarse, edit
 
 PICKS = [3, 250, 777, 1024, 1499]  # training faces handed back, edited
 SLOTS = [5, 17, 30, 44, 59]  # where they hide among the held-out faces

@@ -12,10 +12,10 @@ from eval_project import make_project, project_params, tiny_generator
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.cartoon import cartoon_faces
-from pipeline.errors import UserError
-from pipeline.evaluation import read_image_folder
-from pipeline.models import generator_config, save_generator
+from pipeline.core.errors import UserError
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.evaluation import read_image_folder
+from pipeline.train.generator_file import generator_config, save_generator
 from stages import evaluate, fid_reference, sample
 from stages.cli import app
 
@@ -121,9 +121,9 @@ def test_a_reference_without_the_precision_recall_subset_is_refused(project: tup
 def test_reference_chunks_and_kid_pool_match_a_direct_computation(
     project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.fid_reference as fr
-    from pipeline.fid import FeatureStats
-    from pipeline.inception import extract_features
+    import pipeline.metrics.fid_reference as fr
+    from pipeline.metrics.fid import FeatureStats
+    from pipeline.metrics.inception import extract_features
     from stages.fid_reference import backbone_for
 
     root, overrides = project
@@ -156,8 +156,8 @@ def test_reference_from_another_calibration_seed_is_refused_by_name(project: tup
 def test_reference_from_other_calibration_images_is_refused(
     project: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same seed, other calibration images (as after a change to pipeline/cartoon.py): another backbone."""
-    import pipeline.inception as inception
+    """Same seed, other calibration images (as after a change to pipeline/data/cartoon.py): another backbone."""
+    import pipeline.metrics.inception as inception
 
     root, overrides = project
     meta = json.loads((root / "data" / "fid_reference" / "meta.json").read_text())

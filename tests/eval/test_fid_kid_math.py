@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.fid import FeatureStats, fid_of_features, frechet_distance
-from pipeline.kid import KidReference, kernel_inception_distance
+from pipeline.metrics.fid import FeatureStats, fid_of_features, frechet_distance
+from pipeline.metrics.kid import KidReference, kernel_inception_distance
 
 
 def _gaussian(n: int, dim: int, seed: int, shift: float = 0.0) -> np.ndarray:

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchvision
 
-from pipeline.cartoon import cartoon_faces
-from pipeline.fid import FeatureStats, fid_of_features
-from pipeline.inception import _untrained_state, build_fid_inception, extract_features, load_backbone
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.fid import FeatureStats, fid_of_features
+from pipeline.metrics.inception import _untrained_state, build_fid_inception, extract_features, load_backbone
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import torch
 from eval_project import make_project
 from typer.testing import CliRunner
 
-from pipeline.errors import UserError
-from pipeline.inception import build_fid_inception, load_backbone
+from pipeline.core.errors import UserError
+from pipeline.metrics.inception import build_fid_inception, load_backbone
 from stages.cli import app
 
 

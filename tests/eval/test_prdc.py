@@ -9,8 +9,8 @@ import numpy as np
 import prdc as reference_prdc
 import pytest
 
-from pipeline import prdc as ours
-from pipeline.prdc import PrdcReference, kth_neighbour_radii, prdc
+import pipeline.metrics.prdc as ours
+from pipeline.metrics.prdc import PrdcReference, kth_neighbour_radii, prdc
 
 KEYS = ("precision", "recall", "density", "coverage")
 

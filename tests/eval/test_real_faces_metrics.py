@@ -15,8 +15,8 @@ from real_faces import real_faces
 from test_copies import MOVES, PICKS, SLOTS
 from typer.testing import CliRunner
 
-from pipeline.inception import extract_features, load_backbone
-from pipeline.prdc import prdc
+from pipeline.metrics.inception import extract_features, load_backbone
+from pipeline.metrics.prdc import prdc
 from stages import fid_reference
 from stages.cli import app
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from eval_project import REPO, make_project, project_params, tiny_generator
 
-from pipeline.atomic import make_temp_file
-from pipeline.errors import UserError
-from pipeline.sampling import generate, jpeg_roundtrip, latents, read_jpegs
+from pipeline.core.atomic import make_temp_file
+from pipeline.core.errors import UserError
+from pipeline.train.sampling import generate, jpeg_roundtrip, latents, read_jpegs
 from stages import sample
 
 

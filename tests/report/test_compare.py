@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.compare import (
+from pipeline.core.errors import UserError
+from pipeline.runs.compare import (
     METRICS,
     RunMetrics,
     Spread,
@@ -18,7 +19,6 @@ from pipeline.compare import (
     pool_group,
     welch_test,
 )
-from pipeline.errors import UserError
 from stages.cli import app
 
 

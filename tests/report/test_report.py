@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.report import build_report, curve_name, newest_of_each_sequence, read_tsv_curve, sparkline
+from pipeline.runs.report import build_report, curve_name, newest_of_each_sequence, read_tsv_curve, sparkline
 from stages.cli import app
 
 PROJECT_PARAMS = str(Path(__file__).parents[2] / "params.yaml")
@@ -142,8 +142,8 @@ def test_markdown_escapes_run_names_and_params_text_as_the_html_does(tmp_path: P
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in built.markdown
     assert "&lt;svg onload=alert(2)&gt;" in built.markdown
 def test_copies_of_training_faces_are_shown_beside_them(tmp_path: Path) -> None:
-    from pipeline.cartoon import cartoon_faces
-    from pipeline.image_grid import save_grid
+    from pipeline.core.image_grid import save_grid
+    from pipeline.data.cartoon import cartoon_faces
 
     faces = cartoon_faces(count=4, size=16, seed=0)
     save_grid(faces, tmp_path / "plots" / "copies.png", ncol=2)  # evaluate's layout: sample, training face

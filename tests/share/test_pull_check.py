@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dvc_remote import check_pullable, missing_outputs
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.runs.remote import check_pullable, missing_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # real dvc and git commands: seconds each

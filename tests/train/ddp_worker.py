@@ -3,7 +3,7 @@
 Usage: python -m torch.distributed.run --standalone --nproc_per_node=2 tests/train/ddp_worker.py ROOT [--set k=v ..]
 
 Test harness only: rank r > 0 is pointed at ROOT/rank<r>/ for every output (models, metrics, plots) so that the
-test can check it wrote nothing there, and each rank's log lines from pipeline.training go to ROOT/rank<r>.log.
+test can check it wrote nothing there, and each rank's log lines from pipeline.train.loop go to ROOT/rank<r>.log.
 """
 
 import logging
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from stages import train as train_stage
 
 torch.set_num_threads(1)

@@ -1,4 +1,5 @@
-"""pipeline.r3gan: the paper preset's size, shapes at 16/32/64 px, the init rule, the resampler, generator.pt."""
+"""pipeline.train.families.r3gan: the paper preset's size, shapes at 16/32/64 px, the init rule, the resampler,
+generator.pt."""
 
 import math
 
@@ -6,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import UserError
-from pipeline.models import build_generator, generator_config, load_generator, save_generator
-from pipeline.r3gan import (
+from pipeline.core.errors import UserError
+from pipeline.train.families.r3gan import (
     LEAKY_GAIN,
     PRESETS,
     Downsample2x,
@@ -18,7 +18,8 @@ from pipeline.r3gan import (
     Upsample2x,
     lowpass_kernel,
 )
-from pipeline.sampling import generate
+from pipeline.train.generator_file import build_generator, generator_config, load_generator, save_generator
+from pipeline.train.sampling import generate
 
 
 def count(module: torch.nn.Module) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_helpers import SUBPROCESS_ENV, tiny_params, write_faces
 
-from pipeline.models import load_generator
+from pipeline.train.generator_file import load_generator
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -4,7 +4,7 @@ import pytest
 from train_helpers import REPO
 from typer.testing import CliRunner
 
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from stages.cli import app
 from stages.experiments import PRESETS, VARIANT_KEYS, dvc_command, preset_settings, push_command
 

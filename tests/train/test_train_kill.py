@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, tiny_params, write_faces
 
-from pipeline.atomic import make_temp_file
+from pipeline.core.atomic import make_temp_file
 from stages import train as train_stage
 
 # 192 steps: a wide window for the kill even when a loaded machine makes polling slow
@@ -47,7 +47,7 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
     stale = make_temp_file(ckpt)
     stale.write_bytes(ckpt.read_bytes()[:100])
 
-    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+    with caplog.at_level(logging.INFO, logger="pipeline.train.loop"):
         train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
     assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
     assert not stale.exists() and sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "generator.pt"]

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-from pipeline.train_log import DvcLiveTrainLog
+from pipeline.train.log import DvcLiveTrainLog
 
 
 def log_steps(folder: Path, start: int, steps: range) -> DvcLiveTrainLog:

@@ -1,4 +1,4 @@
-"""pipeline.training and the train stage on tiny real runs: variants, seeds, resume, refusal, divergence, no-op."""
+"""pipeline.train.loop and the train stage on tiny real runs: variants, seeds, resume, refusal, divergence, no-op."""
 
 import subprocess
 from pathlib import Path
@@ -8,8 +8,8 @@ import pytest
 import torch
 from train_helpers import assert_same_tensors, checkpoint_of, tiny_params, train_tiny, write_faces
 
-from pipeline.errors import UserError
-from pipeline.models import load_generator
+from pipeline.core.errors import UserError
+from pipeline.train.generator_file import load_generator
 from stages import train as train_stage
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "epoch", "step_in_epoch", "signature", "rng")

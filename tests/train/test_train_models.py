@@ -1,4 +1,4 @@
-"""pipeline.models: the course's DCGAN exactly at 64 px, smaller sizes, and the generator.pt format."""
+"""pipeline.train.families.dcgan and generator.pt: the course's DCGAN at 64 px exactly, smaller sizes, the file."""
 
 import importlib.util
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 from train_helpers import REPO
 
-from pipeline.errors import UserError
-from pipeline.models import Critic, Generator, generator_config, load_generator, save_generator
+from pipeline.core.errors import UserError
+from pipeline.train.families.dcgan import Critic, Generator
+from pipeline.train.generator_file import generator_config, load_generator, save_generator
 
 
 def course_module():

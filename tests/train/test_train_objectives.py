@@ -7,12 +7,12 @@ import pytest
 import torch
 from train_helpers import tiny_faces, tiny_params
 
-from pipeline.augment import flip_mask, random_flip
-from pipeline.ema import GeneratorEMA
-from pipeline.families import Nets, family_for
-from pipeline.losses import critic_loss, generator_loss, zero_centred_penalty
-from pipeline.models import Critic
-from pipeline.schedules import cosine, schedule_at
+from pipeline.data.flips import flip_mask, random_flip
+from pipeline.train.ema import GeneratorEMA
+from pipeline.train.families import Nets, family_for
+from pipeline.train.families.dcgan import Critic
+from pipeline.train.losses import critic_loss, generator_loss, zero_centred_penalty
+from pipeline.train.schedules import cosine, schedule_at
 
 
 def test_rpgan_losses_match_the_formula_on_hand_made_logits():

@@ -13,7 +13,7 @@ import torch
 from test_train_loop import Interrupt, InterruptAt, same_run_state
 from train_helpers import SUBPROCESS_ENV, checkpoint_of, tiny_params, train_tiny, write_faces
 
-from pipeline.models import load_generator
+from pipeline.train.generator_file import load_generator
 from stages import sample as sample_stage
 from stages import train as train_stage
 from stages.experiments import preset_settings, yaml_text

@@ -11,8 +11,8 @@ import pytest
 import torch
 from train_helpers import assert_same_tensors, checkpoint_of, train_tiny
 
-from pipeline.losses import gradient_penalty
-from pipeline.models import Critic
+from pipeline.train.families.dcgan import Critic
+from pipeline.train.losses import gradient_penalty
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_g", "opt_d", "step", "rng")
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from pipeline.config import Params, apply_override, load_params
+from pipeline.core.config import Params, apply_override, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ANIMEGAN_PROGRESS": "0", "CUDA_VISIBLE_DEVICES": ""}
@@ -86,8 +86,8 @@ def assert_same_tensors(a: dict, b: dict, where: str = "") -> None:
 
 def train_tiny(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
     """train_gan on tiny_params(root, *overrides) in this process; the summary."""
-    from pipeline.distributed import init_distributed
-    from pipeline.training import TrainPaths, train_gan
+    from pipeline.core.distributed import init_distributed
+    from pipeline.train.loop import TrainPaths, train_gan
 
     params = tiny_params(root, *overrides)
     models = Path(params.paths.models)

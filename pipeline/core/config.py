@@ -1,0 +1,325 @@
+"""Typed, strict loading of params.yaml: the only home of defaults.
+
+Usage:
+    from pipeline.core.config import load_params
+    params = load_params("params.yaml", overrides=["train.epochs=10", "data.url=file:///tmp/faces.zip"])
+    params.train.epochs      # -> 10
+
+Every section is a pydantic model that forbids unknown keys and coerces nothing: an unknown key, a wrong type or
+an out-of-range value raises UserError with one line naming the key, before any work starts. Overrides are
+`dotted.key=value` with the value parsed as YAML (so `true`, `3`, `0.5`, `[1, 2]` get their natural types).
+Sections mirror the stages (data: download + clean, train, sample, eval, detector) plus `paths`, which dvc.yaml
+interpolates too, so no output path is written twice.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from pipeline.core.errors import UserError, one_line
+
+# YAML 1.1 (PyYAML) reads `1e-4` (no dot) as text; a float field takes such text as the number people mean.
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_text(value: Any) -> Any:
+    return float(value) if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()) else value
+
+
+Float = Annotated[float, BeforeValidator(_number_text)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
+
+
+def _legacy_speed_mode(value: Any) -> Any:
+    """Params files from before the modes said true/false, and true meant: on CUDA only."""
+    if isinstance(value, bool):
+        return "cuda" if value else "never"
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # `--set train.bf16=true` arrives as text
+        return "cuda" if value.lower() == "true" else "never"
+    return value
+
+
+# Where a speed option applies (pipeline/core/speed.py): cuda (CUDA devices only), always (CPU too), never.
+SpeedMode = Annotated[Literal["cuda", "always", "never"], BeforeValidator(_legacy_speed_mode)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PathsParams(Section):
+    raw: str
+    clean: str
+    fid_reference: str
+    models: str
+    samples: str
+    submission: str
+    metrics: str
+    plots: str
+    detector: str
+
+
+class DataParams(Section):
+    url: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
+    timeout_s: PositiveFloat
+    max_entries: PositiveInt
+    max_total_mb: PositiveInt
+    image_size: Annotated[int, Field(ge=8, le=1024)]
+    min_side: PositiveInt
+    max_pixels: PositiveInt
+    resample: Literal["lanczos", "bicubic", "bilinear", "box"]
+    preview_count: Annotated[int, Field(ge=1, le=1024)]
+
+
+class TrainParams(Section):
+    model: Literal["dcgan", "r3gan"]
+    r3gan_preset: Literal["paper", "small", "tiny"]
+    loss: Literal["gan", "wgan", "wgan-gp", "hinge", "rpgan"]
+    critic_norm: Literal["batch", "instance", "none"]
+    spectral_norm: bool
+    z_dim: PositiveInt
+    g_features: PositiveInt
+    d_features: PositiveInt
+    epochs: PositiveInt
+    max_steps: NonNegInt
+    batch_size: PositiveInt
+    optimizer: Literal["adam", "rmsprop"]
+    lr_g: PositiveFloat
+    lr_d: PositiveFloat
+    betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
+    lr_g_end: PositiveFloat | None
+    lr_d_end: PositiveFloat | None
+    beta2_end: Fraction | None
+    schedule_kimg: PositiveFloat
+    n_critic: PositiveInt
+    clip_value: PositiveFloat
+    gp_lambda: NonNegFloat
+    gamma: NonNegFloat
+    gamma_end: NonNegFloat | None
+    penalties: Annotated[list[Literal["r1", "r2"]], Field(min_length=1, max_length=2)]
+    reg_every: PositiveInt
+    reuse_fake: bool
+    ema: Annotated[Float, Field(ge=0, lt=1)]
+    ema_kimg: NonNegFloat
+    ema_rampup: NonNegFloat
+    flip: bool
+    seed: NonNegInt
+    deterministic: bool
+    bf16: SpeedMode
+    compile: SpeedMode
+    channels_last: SpeedMode
+    fused_adam: SpeedMode
+    checkpoint_every: PositiveInt
+    grid_size: Annotated[int, Field(ge=1, le=256)]
+    log_every: PositiveInt
+    on_mismatch: Literal["refuse", "restart"]
+
+
+class SampleParams(Section):
+    count: PositiveInt
+    seed: NonNegInt
+    batch_size: PositiveInt
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)]
+    max_submission_mb: PositiveFloat
+
+
+class FidParams(Section):
+    weights: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
+    cache_dir: str
+    batch_size: PositiveInt
+    reference_count: NonNegInt
+    calibration_seed: NonNegInt
+
+
+class KidParams(Section):
+    subsets: PositiveInt
+    subset_size: PositiveInt
+    seed: NonNegInt
+    reference_pool: NonNegInt
+
+
+class AfdParams(Section):
+    detector: Literal["mtcnn", "anime"]
+    real_count: NonNegInt
+    min_face_prob: Fraction
+    mtcnn_thresholds: Annotated[list[Fraction], Field(min_length=3, max_length=3)]
+    mtcnn_upscale: PositiveInt
+    mtcnn_min_face_size: PositiveInt
+
+
+class PrdcParams(Section):
+    k: PositiveInt
+    reference_count: NonNegInt
+    seed: NonNegInt
+
+
+class CopiesParams(Section):
+    threshold: NonNegFloat
+    calibration_count: Annotated[int, Field(ge=2)]
+    quantile: Annotated[float, Field(gt=0, lt=1)]
+    seed: NonNegInt
+    worst: PositiveInt
+
+
+class EvalParams(Section):
+    repeats: PositiveInt
+    bf16: SpeedMode  # the Inception and detector forward passes (pipeline/core/speed.py)
+    compile: SpeedMode
+    channels_last: SpeedMode
+    fid: FidParams
+    kid: KidParams
+    prdc: PrdcParams
+    copies: CopiesParams
+    afd: AfdParams
+
+
+class DetectorParams(Section):
+    seed: NonNegInt
+    holdout: Fraction
+    calibration: Fraction
+    epochs: PositiveInt
+    batch_size: Annotated[int, Field(ge=2)]
+    lr: PositiveFloat
+    target_recall: Fraction
+    max_train_faces: NonNegInt
+
+
+class Params(Section):
+    paths: PathsParams
+    data: DataParams
+    train: TrainParams
+    sample: SampleParams
+    eval: EvalParams
+    detector: DetectorParams
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read, override and validate params; raise UserError naming the first bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"params file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"--params {path} is a folder, not a params file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read params file {path}: {e.strerror or one_line(e)}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({one_line(e)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source=str(path))
+
+
+def validate(raw: dict[str, Any], source: str = "params") -> Params:
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+        raise UserError(f"{source}: {key}: {err['msg']}{got}") from None
+    check_runnable(params, source)
+    check_output_paths(params, source)
+    return params
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override in place; only keys that already exist may be set.
+
+    The value is read as YAML (numbers, booleans, lists), except where the current value is text."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        raise UserError(f"--set {item!r}: value is not valid YAML") from None
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise UserError(f"--set {key}: unknown key {'.'.join(parts[: i + 1])!r}")
+        if i == len(parts) - 1:
+            # a text key takes the text as written: an all-digit sha256 must not become an int
+            node[part] = text if isinstance(node[part], str) and not isinstance(value, str) else value
+        else:
+            node = node[part]
+
+
+def to_dict(params: Params) -> dict[str, Any]:
+    """Plain-Python view, for YAML/JSON output and provenance."""
+    return params.model_dump(mode="json")
+
+
+
+# ---------- Checks across fields: values each field takes alone but the stages cannot run or must not write ----------
+
+
+def check_runnable(params: Params, source: str = "params") -> None:
+    """UserError for values the schema takes but a stage would fail on, minutes in, with a traceback."""
+    if params.train.batch_size < 2:
+        raise UserError(f"{source}: train.batch_size: the generator's BatchNorm needs at least 2 images per batch "
+                        f"(got {params.train.batch_size})")  # fmt: skip
+    if params.sample.count < 2:
+        raise UserError(f"{source}: sample.count: evaluate needs at least 2 images for FID (got {params.sample.count})")
+    if params.eval.kid.subset_size < 2:
+        raise UserError(f"{source}: eval.kid.subset_size: KID needs at least 2 images per subset "
+                        f"(got {params.eval.kid.subset_size})")  # fmt: skip
+
+
+# How a stage writes each location: REPLACED folders are built aside and swapped in whole (whatever was in them is
+# gone), FILEs are replaced by one rename, HOLDERs only hold other outputs and are never replaced themselves.
+REPLACED, FILE, HOLDER = "replaced", "file", "holder"
+STAGE_FILES = {  # names the stages write inside the holder folders
+    "models": ("generator.pt", "checkpoint.pt"),
+    "metrics": ("data.json", "train.json", "detector.json", "sample.json", "eval.json"),
+    "plots": ("clean_preview.png", "samples_grid.png"),
+}
+
+
+def output_layout(params: Params) -> list[tuple[str, Path, str]]:
+    """(name, absolute path, how it is written) of every location a stage writes or reads, for check_output_paths."""
+    paths = params.paths
+    replaced = ("raw", "clean", "fid_reference", "detector", "samples")
+    where = [(f"paths.{k}", getattr(paths, k), REPLACED) for k in replaced]
+    where += [("paths.submission", paths.submission, FILE)]
+    where += [(f"paths.{k}", getattr(paths, k), HOLDER) for k in ("models", "metrics", "plots")]
+    where += [(f"paths.{k}/{name}", f"{getattr(paths, k)}/{name}", FILE) for k, names in STAGE_FILES.items()
+              for name in names]  # fmt: skip
+    where += [("paths.plots/train", f"{paths.plots}/train", HOLDER), ("the project folder", ".", HOLDER)]
+    where += [("eval.fid.cache_dir", params.eval.fid.cache_dir, HOLDER)]
+    url = params.data.url
+    if url.startswith("file://") or "://" not in url:
+        where.append(("data.url", url.removeprefix("file://"), FILE))
+    return [(name, Path(text).expanduser().resolve(), kind) for name, text, kind in where]
+
+
+def check_output_paths(params: Params, source: str = "params") -> None:
+    """UserError when one location would replace another: an output equal to another stage's output or input, or a
+    folder swapped in whole (or a file) that contains one. Paths are compared resolved, from the working folder."""
+    layout = output_layout(params)
+    pairs = [(a, b) for a in layout for b in layout if a[0] != b[0]]
+    for (a_name, a, a_kind), (b_name, b, b_kind) in pairs:
+        if a == b and not (a_kind == HOLDER and b_kind == HOLDER):
+            raise UserError(f"{source}: {a_name} and {b_name} are the same path ({a}): give each its own")
+    for (a_name, a, a_kind), (b_name, b, _) in pairs:
+        if a_kind != HOLDER and a in b.parents:
+            what = "is replaced whole by its stage" if a_kind == REPLACED else "is written as one file"
+            raise UserError(f"{source}: {a_name} ({a}) {what} but would hold {b_name} ({b}): "
+                            "give it a folder of its own")  # fmt: skip

@@ -1,0 +1,199 @@
+"""The `anime` face detector: facenet-pytorch's O-Net, fine-tuned to tell an anime face from anything else.
+
+Usage:
+    from pipeline.metrics.detector.model import load_detector
+    detector = load_detector(params)        # reads <paths.detector>/detector.pt and meta.json
+    found = detector.detect(images)         # uint8 (N, H, W, 3) -> bool (N,)
+    probs = detector.scores(images)         # float64 (N,): the face probability that detect() thresholds
+    detector.describe()                     # {"name": "anime", "threshold": ..., "weights_sha256": ..., ...}
+    detector.unseen_faces                   # indices of the clean faces it never trained on (None: unknown)
+
+It answers one question per image: does the whole frame hold an anime face, framed as the course's faces are?
+Every image, whatever its size, is resized to O-Net's 48x48 input (antialiased bilinear, the same function the
+training data goes through), so 64x64 samples and 96x96 originals are judged alike. The weights, the threshold
+and the split they were chosen on are written by the `detector` stage (stages/detector.py). load_detector applies
+the eval speed options (eval.bf16, eval.compile, eval.channels_last; pipeline/core/speed.py) to its forward pass;
+`detector.speed` says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from facenet_pytorch.models.mtcnn import ONet
+from torch import nn
+
+from pipeline.core.atomic import torch_bytes
+from pipeline.core.config import Params
+from pipeline.core.errors import UserError
+from pipeline.core.hashing import sha256_file
+from pipeline.core.speed import SpeedSettings, resolve_speed
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = 48  # O-Net's input side; its dense layer is sized for it
+WEIGHTS_FILE = "detector.pt"
+META_FILE = "meta.json"
+HOLDOUT_FILE = "holdout.npy"  # indices into faces.npy of the held-out faces
+
+
+class FaceClassifier(nn.Module):
+    """O-Net with only its face / not-face head in use; forward gives one logit per image.
+
+    Takes float images (N, 3, 48, 48) in 0..255 and applies MTCNN's own input scaling, so the pretrained
+    weights start from the inputs they were trained on.
+    """
+
+    def __init__(self, pretrained: bool = True) -> None:
+        super().__init__()
+        self.onet = ONet(pretrained=pretrained)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.onet
+        x = (x - 127.5) * 0.0078125
+        x = o.pool1(o.prelu1(o.conv1(x)))
+        x = o.pool2(o.prelu2(o.conv2(x)))
+        x = o.pool3(o.prelu3(o.conv3(x)))
+        x = o.prelu4(o.conv4(x))
+        x = x.permute(0, 3, 2, 1).contiguous()  # O-Net's dense5 was trained on this (transposed) layout
+        x = o.prelu5(o.dense5(x.view(x.shape[0], -1)))
+        logits = o.dense6_1(x)
+        return logits[:, 1] - logits[:, 0]  # log-odds of "face": softmax over two logits is a sigmoid of this
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float (N, 3, H, W) -> (N, 3, size, size), antialiased bilinear; identity when already that size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in 0..255."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise UserError(f"detector input: expected uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> the detector's input: float32 (N, 3, 48, 48) in 0..255."""
+    return resize(to_tensor(images), INPUT_SIZE)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def face_probabilities(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int = 512, speed: SpeedSettings | None = None
+) -> np.ndarray:
+    """Face probability of each 48x48 input (float (N, 3, 48, 48) 0..255), as float64; `model` may be compiled,
+    and `speed` puts the inputs in its memory format and the forward under its autocast."""
+    device = next(model.parameters()).device
+    fmt = speed.memory_format if speed is not None else torch.contiguous_format
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        with speed.autocast() if speed is not None else contextlib.nullcontext():
+            logits = model(inputs[i : i + batch_size].to(device, memory_format=fmt))
+        out.append(torch.sigmoid(logits.double()).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+class AnimeDetector:
+    """A trained FaceClassifier plus the threshold chosen for it: detect() is scores() >= threshold."""
+
+    name = "anime"
+
+    def __init__(
+        self,
+        model: FaceClassifier,
+        threshold: float,
+        weights_sha256: str,
+        meta: dict[str, Any],
+        unseen_faces: np.ndarray | None = None,
+        speed: SpeedSettings | None = None,
+    ):
+        self.speed = speed
+        self.model = model.eval()
+        if speed is not None:
+            self.model.to(memory_format=speed.memory_format)
+        self._forward = speed.compiled(self.model) if speed is not None else self.model
+        self.threshold = float(threshold)
+        self.weights_sha256 = weights_sha256
+        self.meta = meta
+        self.unseen_faces = unseen_faces
+
+    def scores(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        out = [
+            face_probabilities(self._forward, to_input(images[i : i + batch_size]), batch_size, self.speed)
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def detect(self, images: np.ndarray) -> np.ndarray:
+        return self.scores(images) >= self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "threshold": self.threshold,
+            "weights_sha256": self.weights_sha256,
+            "input_size": INPUT_SIZE,
+            "seed": self.meta.get("seed"),
+            "target_recall": self.meta.get("target_recall"),
+        }
+
+
+def save_detector(folder: Path, model: FaceClassifier, meta: dict[str, Any]) -> str:
+    """Write weights and meta into `folder` (the caller builds it aside and swaps it in); return weights sha256."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    (folder / WEIGHTS_FILE).write_bytes(torch_bytes(state))
+    digest = sha256_file(folder / WEIGHTS_FILE)
+    meta = {**meta, "weights_sha256": digest, "input_size": INPUT_SIZE}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return digest
+
+
+def load_detector(params: Params) -> AnimeDetector:
+    """The detector the `detector` stage trained, from params.paths.detector, on CUDA when present, with the eval
+    speed options that apply there."""
+    device = pick_device()
+    return load_detector_from(Path(params.paths.detector), device, resolve_speed(params.eval, device))
+
+
+def load_detector_from(
+    folder: Path, device: torch.device | None = None, speed: SpeedSettings | None = None
+) -> AnimeDetector:
+    folder = Path(folder)
+    weights, meta_path = folder / WEIGHTS_FILE, folder / META_FILE
+    if not weights.is_file() or not meta_path.is_file():
+        raise UserError(
+            f"anime detector not found in {folder}/: run the detector stage first "
+            "(`animegan detector` or `dvc repro detector`)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        threshold = float(meta["threshold"])
+        model = FaceClassifier(pretrained=False)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        holdout = folder / HOLDOUT_FILE
+        unseen = np.load(holdout, allow_pickle=False).astype(np.int64) if holdout.is_file() else None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise UserError(
+            f"anime detector in {folder}/ is unreadable ({type(e).__name__}): rerun the detector stage"
+        ) from None
+    model.to(device or pick_device())
+    return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen, speed)
+

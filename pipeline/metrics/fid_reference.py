@@ -1,0 +1,185 @@
+"""The FID reference: Inception statistics of the clean faces, computed once and stored with what they depend on.
+
+Usage:
+    from pipeline.metrics.fid_reference import compute_reference, save_reference, load_reference, array_sha256
+    ref = compute_reference(backbone, faces, count=0, batch_size=50, kid_pool=10000, kid_seed=0,
+                            prdc_count=1000, prdc_seed=0)
+    save_reference(ref, Path("data/fid_reference"), data_sha256=array_sha256(faces_path))  # atomic folder swap
+    ref = load_reference(Path("data/fid_reference"))
+    ref.mean, ref.cov          # float64 (2048,), (2048, 2048)
+    ref.kid_features           # float32 (P, 2048): a seeded pool of reference features for KID
+    ref.prdc_features          # float32 (Q, 2048): another seeded subset, for precision/recall/density/coverage
+    ref.prdc_indices           # int64 (Q,): which clean faces those are
+    ref.meta                   # data_sha256, weights_sha256, fid_backbone, count, kid_pool, kid_seed, ...
+
+The folder holds stats.npz (mean, cov, kid_features, prdc_features, prdc_indices) and meta.json. `count` 0 means
+every face; otherwise the first `count` faces (the clean stage's order is deterministic). Statistics are
+accumulated in float64 over fixed chunks, so neither the batch size nor the chunking changes them. KID needs
+features, not moments: a pool of `kid_pool` faces (0: all) chosen by a generator seeded with `kid_seed` keeps the
+folder small for 71k faces.
+Precision/recall/density/coverage get their own seeded subset of `prdc_count` faces (0: all) from the same pass,
+so scoring a draw never runs the reference through Inception again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.atomic import staged_outputs
+from pipeline.core.errors import UserError
+from pipeline.core.progress import progress
+from pipeline.metrics.fid import FeatureStats
+from pipeline.metrics.inception import FEATURE_DIM, Backbone, extract_features
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "stats.npz"
+META_FILE = "meta.json"
+CHUNK = 1000  # images per accumulation step; fixed so statistics never depend on a tunable
+FORMAT = 2  # 2: prdc_features, prdc_indices
+
+
+@dataclass
+class Reference:
+    mean: np.ndarray
+    cov: np.ndarray
+    kid_features: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    prdc_features: np.ndarray = field(default_factory=lambda: np.zeros((0, FEATURE_DIM), np.float32))
+    prdc_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def array_sha256(path: Path) -> str:
+    """sha256 of a .npy array's raw bytes in C order (what the clean stage records), without loading it whole."""
+    arr = np.load(path, mmap_mode="r")
+    digest = hashlib.sha256()
+    rows = max(1, (1 << 26) // max(1, arr[0].nbytes if len(arr) else 1))
+    for start in range(0, len(arr), rows):
+        digest.update(np.ascontiguousarray(arr[start : start + rows]).tobytes())
+    return digest.hexdigest()
+
+
+def backbone_meta(backbone: Backbone) -> dict[str, Any]:
+    meta: dict[str, Any] = {"fid_backbone": backbone.name, "weights_sha256": backbone.weights_sha256}
+    if backbone.calibration_seed is not None:
+        meta["calibration_seed"] = backbone.calibration_seed
+    if backbone.precision != "fp32":  # fp32 references, older ones included, carry no key
+        meta["inception_precision"] = backbone.precision
+    return meta
+
+
+def _precision_differs(meta: dict[str, Any], want: dict[str, Any]) -> bool:
+    return meta.get("inception_precision", "fp32") != want.get("inception_precision", "fp32")
+
+
+def seeded_subset(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of `size` of range(n) drawn by a generator seeded with `seed` (all when size is 0 or >= n)."""
+    if size == 0 or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def compute_reference(
+    backbone: Backbone,
+    faces: np.ndarray,
+    count: int,
+    batch_size: int,
+    kid_pool: int,
+    kid_seed: int,
+    prdc_count: int = 0,
+    prdc_seed: int = 0,
+) -> Reference:
+    n = len(faces) if count == 0 else min(count, len(faces))
+    if n < 2:
+        raise UserError(f"the FID reference needs at least 2 clean faces, found {len(faces)}")
+    if count > len(faces):
+        log.warning("eval.fid.reference_count=%d but only %d clean faces: using all of them", count, len(faces))
+    pool = seeded_subset(n, kid_pool, kid_seed)
+    prdc_indices = seeded_subset(n, prdc_count, prdc_seed)
+    stats = FeatureStats.empty(FEATURE_DIM)
+    kid_features = np.empty((len(pool), FEATURE_DIM), np.float32)
+    prdc_features = np.empty((len(prdc_indices), FEATURE_DIM), np.float32)
+    with progress(total=n, desc="fid reference", unit="img") as bar:
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            feats = extract_features(backbone, np.asarray(faces[start:stop]), batch_size)
+            stats.add(feats)
+            lo, hi = np.searchsorted(pool, [start, stop])
+            kid_features[lo:hi] = feats[pool[lo:hi] - start]
+            lo, hi = np.searchsorted(prdc_indices, [start, stop])
+            prdc_features[lo:hi] = feats[prdc_indices[lo:hi] - start]
+            bar.update(stop - start)
+    meta = {
+        **backbone_meta(backbone),
+        "count": n,
+        "image_shape": list(faces.shape[1:]),
+        "kid_pool": int(len(pool)),
+        "kid_seed": kid_seed,
+        "prdc_count": int(len(prdc_indices)),
+        "prdc_seed": prdc_seed,
+        "feature_dim": FEATURE_DIM,
+        "format": FORMAT,
+    }
+    return Reference(stats.mean, stats.cov, kid_features, meta, prdc_features, prdc_indices)
+
+
+def save_reference(ref: Reference, folder: Path, data_sha256: str) -> None:
+    """Write stats.npz and meta.json into a fresh folder and swap it in: never a half-written reference."""
+    with staged_outputs() as out:
+        tmp = out.folder(folder)
+        np.savez(
+            tmp / STATS_FILE, mean=ref.mean, cov=ref.cov, kid_features=ref.kid_features,
+            prdc_features=ref.prdc_features, prdc_indices=ref.prdc_indices,
+        )  # fmt: skip
+        meta = {**ref.meta, "data_sha256": data_sha256}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    ref.meta = meta
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_reference(folder: Path) -> Reference:
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if meta is None or not (folder / STATS_FILE).is_file():
+        raise UserError(f"FID reference not found in {folder}/: run `animegan fid-reference` (or dvc repro)")
+    try:
+        with np.load(folder / STATS_FILE) as z:
+            ref = Reference(mean=z["mean"], cov=z["cov"], kid_features=z["kid_features"], meta=meta)
+            if "prdc_features" in z.files:  # absent in format 1: evaluate asks for a rerun when it needs them
+                ref.prdc_features, ref.prdc_indices = z["prdc_features"], z["prdc_indices"]
+            return ref
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"FID reference in {folder}/ is unreadable ({type(e).__name__}): rerun fid-reference") from None
+
+
+def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder: Path) -> None:
+    """UserError when the reference was computed from other data or another backbone than the one in use."""
+    want = {**backbone_meta(backbone), "data_sha256": data_sha256}
+    stale = [k for k, v in want.items() if ref.meta.get(k) != v]
+    if _precision_differs(ref.meta, want) and "inception_precision" not in stale:
+        stale.append("inception_precision")
+    if stale:
+        raise UserError(
+            f"FID reference in {folder}/ is stale ({', '.join(sorted(stale))} changed): rerun `animegan fid-reference`"
+        )
+
+
+def is_current(folder: Path, want: dict[str, Any]) -> bool:
+    """True when folder holds a reference whose meta agrees with every key of `want`."""
+    meta = read_meta(folder)
+    if meta is None or not (Path(folder) / STATS_FILE).is_file() or _precision_differs(meta, want):
+        return False
+    return all(meta.get(k) == v for k, v in want.items())
