@@ -71,7 +71,8 @@ def run_demo(ws: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     params = write_params(ws, settings["params"], faces_zip, overrides)
     env = demo_env(ws)
     ensure_repo(ws, env)
-    commit_all(ws, env, "demo: code and params")
+    code = (".gitignore", ".dvcignore", ".dvc", *CODE_FILES, "params.yaml", *CODE_DIRS)
+    commit_all(ws, env, "demo: code and params", only=code)
     untrack_cached_grids(ws, env, params)
     print(f"demo: running `dvc repro` in {ws}", flush=True)
     subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True)
@@ -165,8 +166,10 @@ def untrack_cached_grids(ws: Path, env: dict[str, str], params: Params) -> None:
     git(ws, env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", grids)
 
 
-def commit_all(ws: Path, env: dict[str, str], message: str) -> None:
-    git(ws, env, "add", "-A")
+def commit_all(ws: Path, env: dict[str, str], message: str, only: tuple[str, ...] = ()) -> None:
+    """Commit every change, or only those under `only`: before `dvc repro` the outputs of a demo killed mid-stage
+    are not yet in DVC's .gitignore entries, and committing them to git would make DVC refuse them ever after."""
+    git(ws, env, "add", "-A", "--", *(only or ["."]))
     if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=ws, env=env).returncode != 0:
         git(ws, env, *GIT_ID, "commit", "-q", "-m", message)
 
