@@ -1,19 +1,25 @@
-"""Benchmark our Inception feature extractor against pytorch-fid's get_activations on the same images and weights.
+"""Benchmark our Inception feature extractor against pytorch-fid's and against this CPU's convolution ceiling.
 
 Usage:
     .venv/bin/python bench/inception_throughput.py                       # 200 real faces, batch 50, CPU
     .venv/bin/python bench/inception_throughput.py --count 400 --batch-size 50 --weights path/to/pt_inception.pth
     .venv/bin/python bench/inception_throughput.py --threads 1 --with-eager   # one thread; ours without oneDNN too
+    .venv/bin/python bench/inception_throughput.py --ceiling-batches         # no ceiling (faster)
 
 Images: the first --count faces of the real 5k zip (../shared/data/anime-faces-5k.zip), resized to 64x64 as the
 clean stage does, written as PNG (lossless) for pytorch-fid. Weights: --weights (pytorch-fid's file when you have
-it) or the seeded, calibrated `untrained` network; both extractors get the identical state dict. Prints images/s of
-each (ours timed on arrays, theirs through its own get_activations and DataLoader with num_workers=0; model build
-excluded), the speed-up, the largest feature difference, and the FID between the two halves of the images from
-each feature set. The two are timed batch by batch in alternation (ours on batch k, theirs on batch k, ...), so a
-CPU shared with other work slows both alike; the per-batch median ratio is printed beside the total. Ours runs the
-kernels the pipeline picks (on CPU: fused oneDNN convolution + ReLU); `--with-eager` also times our network on
-PyTorch's eager modules (BatchNorm folded, channels_last: what ran before the oneDNN kernels, and what a GPU runs).
+it) or the seeded, calibrated `untrained` network; all extractors get the identical state dict.
+
+First the convolution ceiling (bench/conv_ceiling.py): every distinct convolution shape of the network timed alone
+with each kernel (NCHW, channels_last, oneDNN pointwise, oneDNN tensors) at each of --ceiling-batches; the table
+gives each shape's share of the FLOPs and the GFLOP/s of each kernel. Then the timed rounds, one per batch of
+images: ours (the kernels the pipeline picks: on CPU `onednn-blocks`), ours with the per-layer oneDNN kernels (what
+ran before), `--with-eager` ours on PyTorch's eager modules, pytorch-fid's own get_activations (its DataLoader
+with num_workers=0, PNG decoding included), and every convolution shape once more in its best kernel and batch
+(the ceiling's time per image, now). Interleaving them batch by batch lets a shared CPU's load hit all alike.
+Prints, and writes as markdown to --out: images/s, GFLOP/s of convolutions, the share of the ceiling (total and
+per-batch median), the speed-up on pytorch-fid, the largest feature difference to pytorch-fid and the FID between
+the two halves of the images from each feature set; with the load average before and after.
 `--threads` sets torch's intra-op threads for all of them (default: torch's choice, one per core).
 """
 

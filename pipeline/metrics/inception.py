@@ -7,7 +7,7 @@ Usage:
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
     backbone = load_backbone(..., speed=resolve_speed(params.eval, device))  # bf16 / compile when they apply
     backbone.name            # "pytorch-fid" | "untrained"
-    backbone.path()          # {"kernels": "onednn" | "eager", ...}: which computation ran, for provenance
+    backbone.path()          # {"kernels": "onednn-blocks" | "onednn" | "eager", ...}: what ran, for provenance
     backbone.weights_sha256  # sha256 of the weights file; for `untrained`, of what its weights are made from
 
 `weights` is one of:
@@ -24,10 +24,11 @@ Usage:
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
 (uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with speed-ups that keep features within float rounding of
 pytorch-fid's: each BatchNorm folded into the convolution before it, channels_last memory layout, inference mode,
-and on CPU (`kernels: onednn`) each convolution and its ReLU run as one oneDNN call whose weights were reordered
-once, at load, into oneDNN's blocked layout (eager PyTorch reorders them on every call and runs ReLU as another pass
-over memory). `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
-against pytorch-fid.
+and on CPU oneDNN kernels (pipeline/metrics/inception_onednn.py): `kernels: onednn` runs each convolution and its
+ReLU as one oneDNN call whose weights were reordered once, at load, into oneDNN's blocked layout; `onednn-blocks`
+(the CPU default) also fuses the 1x1 convolutions that share an input and moves the average pools after their 1x1
+convolution. `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
+against pytorch-fid and against the convolution ceiling of this CPU (bench/conv_ceiling.py).
 
 The speed options of pipeline/core/speed.py (eval.bf16, eval.compile) take PyTorch's eager modules instead: bf16
 autocast (features within bf16 rounding of fp32's, so FID is no longer pytorch-fid's: `precision: bf16` in the path,
@@ -140,8 +141,8 @@ def load_backbone(
 ) -> Backbone:
     """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
 
-    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it and neither bf16 nor compile is on, else eager),
-    "onednn" or "eager". `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed) for `device`."""
+    `kernels`: "auto" (onednn-blocks on CPU when this PyTorch has oneDNN and neither bf16 nor compile is on, else
+    eager), or one of KERNELS. `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed) for `device`."""
     if kernels not in ("auto", *KERNELS):
         raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
