@@ -23,9 +23,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ class ConvShape:
     @property
     def out_size(self) -> tuple[int, int]:
         return tuple((n + 2 * p - k) // s + 1 for n, p, k, s in zip((self.height, self.width), self.padding,
-                                                                    self.kernel, self.stride))  # fmt: skip
+                                                                    self.kernel, self.stride, strict=True))  # fmt: skip
 
     @property
     def flops(self) -> int:
@@ -158,7 +158,7 @@ class Ceiling:
         kernel is warm from the search): about the cost of one batch through the network."""
         return sum(
             seconds_per_image(b.run, b.batch, min_s=0, warm_up=False) * n
-            for b, (_, n) in zip(self.best, self.shapes)
+            for b, (_, n) in zip(self.best, self.shapes, strict=True)
         )
 
 
@@ -178,14 +178,16 @@ def print_table(
     out(f"{'shape (in C x H x W, kernel/stride -> out C)':<34} {'n':>2} {'FLOPs':>6} "
           + " ".join(f"{k:>13}" for k in kernels) + "  best (GFLOP/s)")  # fmt: skip
     seconds = 0.0
-    for (shape, n), b in zip(shapes, best):
+    for (shape, n), b in zip(shapes, best, strict=True):
         per_kernel = [min(b.table[(k, bs)] for bs in batches) for k in kernels]
         cells = " ".join(f"{shape.flops / s / 1e9:13.1f}" for s in per_kernel)
         out(f"{str(shape):<34} {n:>2} {shape.flops * n / total:6.1%} {cells}  {b.kernel} b{b.batch} "
               f"({shape.flops / b.seconds / 1e9:.1f})")  # fmt: skip
         seconds += b.seconds * n
-    out(f"ceiling at search: {total / seconds / 1e9:.1f} GFLOP/s = {1 / seconds:.2f} images/s "
-        f"({total / 1e9:.2f} GFLOP/image), threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    out(
+        f"ceiling at search: {total / seconds / 1e9:.1f} GFLOP/s = {1 / seconds:.2f} images/s "
+        f"({total / 1e9:.2f} GFLOP/image), threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
+    )
     return seconds
 
 

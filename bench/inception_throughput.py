@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from conv_ceiling import Ceiling, conv_shapes, print_table, search  # noqa: E402
+
 from pipeline.metrics.fid import FeatureStats, frechet_distance  # noqa: E402
 from pipeline.metrics.inception import _untrained_state, build_fid_inception, extract_features, load_backbone  # noqa: E402
 
@@ -125,8 +126,10 @@ def main() -> None:
             shapes = conv_shapes(build_fid_inception())
             t0 = time.perf_counter()
             best = search(shapes, args.ceiling_batches)
-            say(f"convolution ceiling: each of the {len(shapes)} distinct convolution shapes alone, GFLOP/s of each "
-                f"kernel at its best batch of {args.ceiling_batches} (searched in {time.perf_counter() - t0:.0f} s)")
+            say(
+                f"convolution ceiling: each of the {len(shapes)} distinct convolution shapes alone, GFLOP/s of each "
+                f"kernel at its best batch of {args.ceiling_batches} (searched in {time.perf_counter() - t0:.0f} s)"
+            )
             say("```")
             table: list[str] = []
             print_table(shapes, best, args.ceiling_batches, out=table.append)
@@ -188,8 +191,8 @@ def main() -> None:
     if args.out and str(args.out):
         command = " ".join(["bench/inception_throughput.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"# Inception throughput\n\n`{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
-                            "\n\n" + "\n".join(lines) + "\n")  # fmt: skip
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        args.out.write_text(f"# Inception throughput\n\n`{command}` ({when})\n\n" + "\n".join(lines) + "\n")
         print(f"wrote {args.out}")
 
 

@@ -141,8 +141,9 @@ def load_backbone(
 ) -> Backbone:
     """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
 
-    `kernels`: "auto" (onednn-blocks on CPU when this PyTorch has oneDNN and neither bf16 nor compile is on, else
-    eager), or one of KERNELS. `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed) for `device`."""
+    `kernels`: "auto" (onednn-blocks on CPU when this PyTorch has oneDNN and neither bf16 nor compile is on,
+    else eager), or one of KERNELS. `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed)
+    for `device`."""
     if kernels not in ("auto", *KERNELS):
         raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

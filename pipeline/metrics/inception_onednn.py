@@ -105,7 +105,7 @@ def fuse_layers(model: nn.Module) -> nn.Module:
 
 
 class _Block(nn.Module):
-    """Base of the rewritten blocks: `conv(block, name)` builds the OneDnnConv of one of its BasicConv2d."""
+    """Base of the rewritten blocks: `conv(*blocks)` builds the OneDnnConv of some of its BasicConv2d."""
 
     def __init__(self, sizes: dict[nn.Module, list[int]]) -> None:
         super().__init__()
@@ -224,7 +224,7 @@ class BlocksNetwork(nn.Module):
 
         inc = torchvision.models.inception
         layers: list[nn.Module] = []
-        for i, m in enumerate(body):
+        for m in body:
             if isinstance(m, BasicConv2d):
                 layers.append(OneDnnConv.of(m, input_size=sizes[m]))
             elif isinstance(m, FIDInceptionA):
@@ -244,7 +244,7 @@ class BlocksNetwork(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float().div_(255)  # PoolFeatures' steps, each in place where it can be
+        x = images.permute(0, 3, 1, 2).to(torch.float32, copy=True).div_(255)  # PoolFeatures' steps, in place
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False).mul_(2).sub_(1)
         return self.body(x.contiguous(memory_format=torch.channels_last)).flatten(1)
 
