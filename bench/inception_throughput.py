@@ -1,19 +1,25 @@
-"""Benchmark our Inception feature extractor against pytorch-fid's get_activations on the same images and weights.
+"""Benchmark our Inception feature extractor against pytorch-fid's and against this CPU's convolution ceiling.
 
 Usage:
     .venv/bin/python bench/inception_throughput.py                       # 200 real faces, batch 50, CPU
     .venv/bin/python bench/inception_throughput.py --count 400 --batch-size 50 --weights path/to/pt_inception.pth
     .venv/bin/python bench/inception_throughput.py --threads 1 --with-eager   # one thread; ours without oneDNN too
+    .venv/bin/python bench/inception_throughput.py --ceiling-batches         # no ceiling (faster)
 
 Images: the first --count faces of the real 5k zip (../shared/data/anime-faces-5k.zip), resized to 64x64 as the
 clean stage does, written as PNG (lossless) for pytorch-fid. Weights: --weights (pytorch-fid's file when you have
-it) or the seeded, calibrated `untrained` network; both extractors get the identical state dict. Prints images/s of
-each (ours timed on arrays, theirs through its own get_activations and DataLoader with num_workers=0; model build
-excluded), the speed-up, the largest feature difference, and the FID between the two halves of the images from
-each feature set. The two are timed batch by batch in alternation (ours on batch k, theirs on batch k, ...), so a
-CPU shared with other work slows both alike; the per-batch median ratio is printed beside the total. Ours runs the
-kernels the pipeline picks (on CPU: fused oneDNN convolution + ReLU); `--with-eager` also times our network on
-PyTorch's eager modules (BatchNorm folded, channels_last: what ran before the oneDNN kernels, and what a GPU runs).
+it) or the seeded, calibrated `untrained` network; all extractors get the identical state dict.
+
+First the convolution ceiling (bench/conv_ceiling.py): every distinct convolution shape of the network timed alone
+with each kernel (NCHW, channels_last, oneDNN pointwise, oneDNN tensors) at each of --ceiling-batches; the table
+gives each shape's share of the FLOPs and the GFLOP/s of each kernel. Then the timed rounds, one per batch of
+images: ours (the kernels the pipeline picks: on CPU `onednn-blocks`), ours with the per-layer oneDNN kernels (what
+ran before), `--with-eager` ours on PyTorch's eager modules, pytorch-fid's own get_activations (its DataLoader
+with num_workers=0, PNG decoding included), and every convolution shape once more in its best kernel and batch
+(the ceiling's time per image, now). Interleaving them batch by batch lets a shared CPU's load hit all alike.
+Prints, and writes as markdown to --out: images/s, GFLOP/s of convolutions, the share of the ceiling (total and
+per-batch median), the speed-up on pytorch-fid, the largest feature difference to pytorch-fid and the FID between
+the two halves of the images from each feature set; with the load average before and after.
 `--threads` sets torch's intra-op threads for all of them (default: torch's choice, one per core).
 """
 
@@ -35,6 +41,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from conv_ceiling import Ceiling, conv_shapes, print_table, search  # noqa: E402
 
 from pipeline.metrics.fid import FeatureStats, frechet_distance  # noqa: E402
 from pipeline.metrics.inception import _untrained_state, build_fid_inception, extract_features, load_backbone  # noqa: E402
@@ -63,6 +72,10 @@ def main() -> None:
     ap.add_argument("--weights", default="untrained", help="a pytorch-fid state dict file, or untrained")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--with-eager", action="store_true", help="also time our network on eager PyTorch modules")
+    ap.add_argument("--ceiling-batches", type=int, nargs="*", default=[8, 16, 50],
+                    help="batch sizes the convolution ceiling tries (none: skip the ceiling)")  # fmt: skip
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inception_throughput.md",
+                    help="where the figures are written as markdown (empty: nowhere)")  # fmt: skip
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,6 +83,13 @@ def main() -> None:
     import pytorch_fid.inception as pfi
     from pytorch_fid.fid_score import get_activations
 
+    lines: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    load_before = os.getloadavg()
     faces = real_faces(args.zip, args.count, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         if args.weights == "untrained":
@@ -84,54 +104,96 @@ def main() -> None:
             files.append(Path(tmp) / f"{i}.png")
             Image.fromarray(face).save(files[-1])
 
-        ours_backbone = load_backbone(str(weights), "", Path(tmp), 0, timeout_s=1, device="cpu")
-        eager_backbone = load_backbone(str(weights), "", Path(tmp), 0, timeout_s=1, device="cpu", kernels="eager")
         net = build_fid_inception()
         net.load_state_dict(state)
         pfi.fid_inception_v3 = lambda: net  # theirs would download from GitHub; same network, same weights
         theirs_model = pfi.InceptionV3([3]).eval()
         b = args.batch_size
-        extract_features(ours_backbone, faces[:b], b)  # warm-up all (allocator, oneDNN primitives)
-        get_activations(files[:b], theirs_model, b, 2048, "cpu", 0)
+        ours_backbone = load_backbone(str(weights), "", Path(tmp), 0, timeout_s=1, device="cpu")
+        extractors = {"ours": lambda x: extract_features(ours_backbone, x, b)}
+        names = {"ours": f"ours ({ours_backbone.kernels})"}
+        if ours_backbone.kernels != "onednn":  # what ran before the blocks were rewritten
+            layers_backbone = load_backbone(str(weights), "", Path(tmp), 0, timeout_s=1, device="cpu", kernels="onednn")
+            extractors["layers"] = lambda x: extract_features(layers_backbone, x, b)
+            names["layers"] = "ours (onednn, per layer)"
         if args.with_eager:
-            extract_features(eager_backbone, faces[:b], b)
-        ours_parts, theirs_parts, eager_parts, ours_t, theirs_t, eager_t = [], [], [], [], [], []
-        for start in range(0, len(faces), b):
-            t = time.perf_counter()
-            ours_parts.append(extract_features(ours_backbone, faces[start : start + b], b))
-            ours_t.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            theirs_parts.append(get_activations(files[start : start + b], theirs_model, b, 2048, "cpu", 0))
-            theirs_t.append(time.perf_counter() - t)
-            if args.with_eager:
-                t = time.perf_counter()
-                eager_parts.append(extract_features(eager_backbone, faces[start : start + b], b))
-                eager_t.append(time.perf_counter() - t)
-        ours, theirs = np.concatenate(ours_parts), np.concatenate(theirs_parts)
-        ours_s, theirs_s = sum(ours_t), sum(theirs_t)
-        median_ratio = float(np.median(np.array(theirs_t) / np.array(ours_t)))
+            eager_backbone = load_backbone(str(weights), "", Path(tmp), 0, timeout_s=1, device="cpu", kernels="eager")
+            extractors["eager"] = lambda x: extract_features(eager_backbone, x, b)
+            names["eager"] = "ours (eager)"
 
+        ceiling = None
+        if args.ceiling_batches:
+            shapes = conv_shapes(build_fid_inception())
+            t0 = time.perf_counter()
+            best = search(shapes, args.ceiling_batches)
+            say(
+                f"convolution ceiling: each of the {len(shapes)} distinct convolution shapes alone, GFLOP/s of each "
+                f"kernel at its best batch of {args.ceiling_batches} (searched in {time.perf_counter() - t0:.0f} s)"
+            )
+            say("```")
+            table: list[str] = []
+            print_table(shapes, best, args.ceiling_batches, out=table.append)
+            for line in table:
+                say(line)
+            say("```")
+            ceiling = Ceiling(shapes, best)
+
+        for extract in extractors.values():  # warm-up all (allocator, oneDNN primitives)
+            extract(faces[:b])
+        get_activations(files[:b], theirs_model, b, 2048, "cpu", 0)
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in [*extractors, "theirs"]}
+        times: dict[str, list[float]] = {k: [] for k in [*extractors, "theirs", "ceiling"]}
+        for start in range(0, len(faces), b):  # one batch of each in turn: load changes hit all alike
+            for key, extract in extractors.items():
+                t = time.perf_counter()
+                parts[key].append(extract(faces[start : start + b]))
+                times[key].append((time.perf_counter() - t) / len(parts[key][-1]))
+            t = time.perf_counter()
+            parts["theirs"].append(get_activations(files[start : start + b], theirs_model, b, 2048, "cpu", 0))
+            times["theirs"].append((time.perf_counter() - t) / len(parts["theirs"][-1]))
+            if ceiling is not None:
+                times["ceiling"].append(ceiling.round_seconds())
+        features = {k: np.concatenate(v) for k, v in parts.items()}
+
+    flops = sum(shape.flops * n for shape, n in conv_shapes(build_fid_inception()))
+    load_after = os.getloadavg()
+    say(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"(1 min; 5 min {load_after[1]:.1f})")  # fmt: skip
+    say(f"images: {len(faces)} real faces at {args.size}x{args.size} -> 299x299, batch {b}, weights: {args.weights}; "
+        f"{flops / 1e9:.2f} GFLOP of convolutions per image")  # fmt: skip
+    say("")
+    say("| what | images/s | conv GFLOP/s | of the ceiling (total; per-batch median) | pytorch-fid's time / its |")
+    say("|---|---|---|---|---|")
+    theirs_t = np.array(times["theirs"])
+    for key in [*extractors, "theirs", "ceiling"]:
+        if not times[key]:
+            continue
+        t = np.array(times[key])
+        rate = 1 / t.mean()
+        of_ceiling = "-"
+        if times["ceiling"] and key != "ceiling":
+            c = np.array(times["ceiling"])
+            of_ceiling = f"{c.mean() / t.mean():.1%}; {np.median(c / t):.1%}"
+        name = {**names, "theirs": "pytorch-fid", "ceiling": "convolution ceiling"}[key]
+        say(f"| {name} | {rate:.2f} | {rate * flops / 1e9:.1f} | {of_ceiling} | "
+            f"{theirs_t.mean() / t.mean():.2f}x; {np.median(theirs_t / t):.2f}x |")  # fmt: skip
+    say("")
+    theirs = features["theirs"]
     half = len(faces) // 2
-    fid_ours = _fid(ours[:half], ours[half:])
     fid_theirs = _fid(theirs[:half], theirs[half:])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"images: {len(faces)} real faces at {args.size}x{args.size} -> 299x299, batch {args.batch_size}, "
-          f"weights: {args.weights}")  # fmt: skip
-    print(f"ours:        {len(faces) / ours_s:7.2f} images/s  ({ours_s / len(faces) * 1000:.1f} ms/image), "
-          f"path {ours_backbone.path()}")  # fmt: skip
-    print(f"pytorch-fid: {len(faces) / theirs_s:7.2f} images/s  ({theirs_s / len(faces) * 1000:.1f} ms/image)")
-    print(f"speed-up:    {theirs_s / ours_s:.2f}x in total, {median_ratio:.2f}x per-batch median")
-    if args.with_eager:
-        eager, eager_s = np.concatenate(eager_parts), sum(eager_t)
-        eager_median = float(np.median(np.array(theirs_t) / np.array(eager_t)))
-        print(f"ours, eager: {len(faces) / eager_s:7.2f} images/s  ({eager_s / len(faces) * 1000:.1f} ms/image), "
-              f"{theirs_s / eager_s:.2f}x pytorch-fid in total, {eager_median:.2f}x per-batch median; "
-              f"max |feature difference| to pytorch-fid {np.abs(eager - theirs).max():.3g}")  # fmt: skip
-    diff = np.abs(ours - theirs).max()
-    print(f"max |feature difference|: {diff:.3g} (features up to {np.abs(theirs).max():.3g})")
-    print(f"FID half vs half: ours {fid_ours:.6f}, pytorch-fid features {fid_theirs:.6f}, "
-          f"relative difference {abs(fid_ours - fid_theirs) / fid_theirs:.2e}")  # fmt: skip
+    for key in extractors:
+        f = features[key]
+        fid = _fid(f[:half], f[half:])
+        say(f"{names[key]}: max |feature difference| to pytorch-fid {np.abs(f - theirs).max():.3g} (features up to "
+            f"{np.abs(theirs).max():.3g}); FID half vs half {fid:.6f} against {fid_theirs:.6f}, relative "
+            f"difference {abs(fid - fid_theirs) / fid_theirs:.2e}")  # fmt: skip
+    if args.out and str(args.out):
+        command = " ".join(["bench/inception_throughput.py", *sys.argv[1:]])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        args.out.write_text(f"# Inception throughput\n\n`{command}` ({when})\n\n" + "\n".join(lines) + "\n")
+        print(f"wrote {args.out}")
 
 
 def _fid(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,7 +7,7 @@ Usage:
     feats = extract_features(backbone, images_uint8_nhwc, batch_size=50)   # float32 (N, 2048)
     backbone = load_backbone(..., speed=resolve_speed(params.eval, device))  # bf16 / compile when they apply
     backbone.name            # "pytorch-fid" | "untrained"
-    backbone.path()          # {"kernels": "onednn" | "eager", ...}: which computation ran, for provenance
+    backbone.path()          # {"kernels": "onednn-blocks" | "onednn" | "eager", ...}: what ran, for provenance
     backbone.weights_sha256  # sha256 of the weights file; for `untrained`, of what its weights are made from
 
 `weights` is one of:
@@ -24,10 +24,11 @@ Usage:
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
 (uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with speed-ups that keep features within float rounding of
 pytorch-fid's: each BatchNorm folded into the convolution before it, channels_last memory layout, inference mode,
-and on CPU (`kernels: onednn`) each convolution and its ReLU run as one oneDNN call whose weights were reordered
-once, at load, into oneDNN's blocked layout (eager PyTorch reorders them on every call and runs ReLU as another pass
-over memory). `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
-against pytorch-fid.
+and on CPU oneDNN kernels (pipeline/metrics/inception_onednn.py): `kernels: onednn` runs each convolution and its
+ReLU as one oneDNN call whose weights were reordered once, at load, into oneDNN's blocked layout; `onednn-blocks`
+(the CPU default) also fuses the 1x1 convolutions that share an input and moves the average pools after their 1x1
+convolution. `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
+against pytorch-fid and against the convolution ceiling of this CPU (bench/conv_ceiling.py).
 
 The speed options of pipeline/core/speed.py (eval.bf16, eval.compile) take PyTorch's eager modules instead: bf16
 autocast (features within bf16 rounding of fp32's, so FID is no longer pytorch-fid's: `precision: bf16` in the path,
@@ -56,6 +57,7 @@ from torch import nn
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.hashing import sha256_file
 from pipeline.core.speed import SpeedSettings
+from pipeline.metrics.inception_onednn import fuse_blocks, fuse_layers, onednn_available
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ UNTRAINED = "untrained"
 FEATURE_DIM = 2048
 CALIBRATION_COUNT = 32  # cartoon faces whose activations set the untrained network's BatchNorm statistics
 CALIBRATION_SIZE = 64
+# "onednn-blocks": Inception blocks rewritten around oneDNN convolutions (CPU; pipeline.metrics.inception_onednn);
+# "onednn": each convolution + ReLU one oneDNN call (CPU); "eager": PyTorch's modules (any device)
+KERNELS = ("onednn-blocks", "onednn", "eager")
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's convention: name-<sha256 prefix>.ext
 
 
@@ -73,7 +78,7 @@ class Backbone:
     weights_sha256: str  # of the weights file; for "untrained", of its initial weights and calibration images
     device: torch.device
     calibration_seed: int | None = None
-    kernels: str = "eager"  # "onednn": fused oneDNN convolution + ReLU (CPU); "eager": PyTorch's modules
+    kernels: str = "eager"  # one of KERNELS
     speed: SpeedSettings | None = None  # bf16 / compile (the module is then torch.compile's wrapper)
 
     @property
@@ -136,13 +141,14 @@ def load_backbone(
 ) -> Backbone:
     """The feature network for eval.fid.weights (URL, local path or `untrained`), ready on `device`.
 
-    `kernels`: "auto" (oneDNN on CPU when this PyTorch has it and neither bf16 nor compile is on, else eager),
-    "onednn" or "eager". `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed) for `device`."""
-    if kernels not in ("auto", "onednn", "eager"):
-        raise ValueError(f"kernels must be auto, onednn or eager, got {kernels!r}")
+    `kernels`: "auto" (onednn-blocks on CPU when this PyTorch has oneDNN and neither bf16 nor compile is on,
+    else eager), or one of KERNELS. `speed`: the resolved eval speed options (pipeline.core.speed.resolve_speed)
+    for `device`."""
+    if kernels not in ("auto", *KERNELS):
+        raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     eager_only = speed is not None and (speed.bf16 or speed.compile)  # autocast and inductor work on aten ops
-    if kernels == "onednn" and (dev.type != "cpu" or not onednn_available() or eager_only):
+    if kernels.startswith("onednn") and (dev.type != "cpu" or not onednn_available() or eager_only):
         raise ValueError(f"onednn kernels need a CPU device, a PyTorch with oneDNN, no bf16 or compile (on {dev})")
     if weights == UNTRAINED:
         state, digest = _untrained(calibration_seed)
@@ -160,9 +166,11 @@ def load_backbone(
     for p in model.parameters():
         p.requires_grad_(False)
     if kernels == "auto":
-        kernels = "onednn" if dev.type == "cpu" and onednn_available() and not eager_only else "eager"
-    if kernels == "onednn":
-        model = _fuse_onednn(model)
+        kernels = "onednn-blocks" if dev.type == "cpu" and onednn_available() and not eager_only else "eager"
+    if kernels == "onednn-blocks":
+        model = fuse_blocks(model)
+    elif kernels == "onednn":
+        model = fuse_layers(model)
     if speed is not None:
         model = speed.compiled(model)
     seed = calibration_seed if weights == UNTRAINED else None
@@ -290,55 +298,6 @@ def _fold_batchnorm(net: nn.Module) -> nn.Module:
             m.conv = fuse_conv_bn_eval(m.conv, m.bn)
             m.bn = nn.Identity()
     return net
-
-
-class OneDnnConvReLU(nn.Module):
-    """relu(conv(x)) of a BasicConv2d whose BatchNorm is folded in, as one oneDNN call (ReLU as a post-op) on
-    weights reordered once into oneDNN's blocked layout. CPU only; the same numbers as the eager module."""
-
-    def __init__(self, conv: nn.Conv2d, input_size: list[int]) -> None:
-        super().__init__()
-        self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
-        self.groups = conv.groups
-        # oneDNN picks the blocked layout for an input size (here one image); the features do not depend on it
-        # (tests compare batch sizes) and the layout runs at full speed for any batch size (measured).
-        self.weight = torch.ops.mkldnn._reorder_convolution_weight(
-            conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups, input_size
-        )  # an opaque oneDNN tensor, not a parameter: the module is built for inference on CPU and never moved
-        self.bias = conv.bias.detach().clone()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "relu", [], ""
-        )
-
-
-def onednn_available() -> bool:
-    """Whether this PyTorch has oneDNN and the fused convolution ops the `onednn` kernels call (private ops)."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        return all(hasattr(torch.ops.mkldnn, op) for op in ("_convolution_pointwise", "_reorder_convolution_weight"))
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _fuse_onednn(model: PoolFeatures) -> PoolFeatures:
-    """Replace every BasicConv2d (BatchNorm already folded) by its OneDnnConvReLU, in place."""
-    convs = {m: None for m in model.modules() if isinstance(m, torchvision.models.inception.BasicConv2d)}
-    assert all(isinstance(m.bn, nn.Identity) for m in convs), "fold BatchNorm first"
-    hooks = [m.register_forward_pre_hook(lambda m, args: convs.__setitem__(m, list(args[0].shape))) for m in convs]
-    try:
-        with torch.inference_mode():  # one image at 299x299 (any input size gives that): each conv's input size
-            model(torch.zeros(1, CALIBRATION_SIZE, CALIBRATION_SIZE, 3, dtype=torch.uint8))
-    finally:
-        for h in hooks:
-            h.remove()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if child in convs:
-                setattr(parent, name, OneDnnConvReLU(child.conv, convs[child]))
-    return model
 
 
 @contextlib.contextmanager

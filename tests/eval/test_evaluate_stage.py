@@ -48,7 +48,7 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert p["detector"]["name"] == "mtcnn" and p["detector"]["thresholds"] == [0.6, 0.7, 0.7]
     assert (p["image_count"], p["repeats"], p["reference_count"], p["jpeg_quality"]) == (8, 2, 16, 75)
     assert p["device"] == "cpu" and p["packages"]["torch"] and len(p["dataset_sha256"]) == 64
-    assert p["inception"] == {"kernels": "onednn", "batchnorm": "folded", "memory_format": "channels_last",
+    assert p["inception"] == {"kernels": "onednn-blocks", "batchnorm": "folded", "memory_format": "channels_last",
                               "precision": "fp32", "compile": False}  # fmt: skip
     assert p["detector_speed"] == {"bf16": False, "compile": False, "channels_last": False}
     for key in ("precision", "recall", "density", "coverage", "copied"):

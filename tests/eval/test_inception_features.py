@@ -14,8 +14,14 @@ from pipeline.metrics.inception import _untrained_state, build_fid_inception, ex
 
 @pytest.fixture(scope="module")
 def backbone():
-    """What the pipeline runs on CPU: the fused oneDNN kernels."""
+    """What the pipeline runs on CPU: the Inception blocks rewritten around oneDNN convolutions."""
     return load_backbone("untrained", "", None, calibration_seed=0, timeout_s=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def layers_backbone():
+    """Each convolution + ReLU one oneDNN call, the blocks as pytorch-fid writes them."""
+    return load_backbone("untrained", "", None, calibration_seed=0, timeout_s=1, device="cpu", kernels="onednn")
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +50,62 @@ def theirs(faces: np.ndarray) -> np.ndarray:
         return theirs_model(x)[0].flatten(1).numpy()
 
 
-def test_cpu_runs_the_fused_onednn_kernels_and_says_so(backbone, eager_backbone) -> None:
-    assert backbone.kernels == "onednn" and backbone.path()["kernels"] == "onednn"
+def test_cpu_runs_the_fused_onednn_kernels_and_says_so(backbone, layers_backbone, eager_backbone) -> None:
+    assert backbone.kernels == "onednn-blocks" and backbone.path()["kernels"] == "onednn-blocks"
     assert eager_backbone.path() == {**backbone.path(), "kernels": "eager"}
-    assert not any(isinstance(m, torchvision.models.inception.BasicConv2d) for m in backbone.model.modules())
+    assert layers_backbone.path() == {**backbone.path(), "kernels": "onednn"}
+    for b in (backbone, layers_backbone):
+        assert not any(isinstance(m, torchvision.models.inception.BasicConv2d) for m in b.model.modules())
     assert any(isinstance(m, torchvision.models.inception.BasicConv2d) for m in eager_backbone.model.modules())
+    # the 1x1 convolutions that share an input run as one: 3 per A, C and E block, 2 in Mixed_7a
+    heads = [m.head.bias.numel() for m in backbone.model.modules() if hasattr(m, "head")]
+    assert heads == [64 + 48 + 64] * 3 + [192 + 128 * 2] + [192 + 160 * 2] * 2 + [192 * 3] + [192 * 2] + [1152] * 2
 
 
-@pytest.mark.parametrize("kernels", ["onednn", "eager"])
-def test_features_do_not_depend_on_batch_size(backbone, eager_backbone, faces: np.ndarray, kernels: str) -> None:
-    net = backbone if kernels == "onednn" else eager_backbone
+def test_each_rewritten_block_computes_pytorch_fids_block(backbone, eager_backbone, faces) -> None:
+    """Block by block on the activations the network really sees: the fused 1x1 heads, the average pools moved
+    after their convolution and the E blocks' single concatenation give the original block's output."""
+    ours, theirs = backbone.model.body, eager_backbone.model.body
+    inputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: inputs.append(a[0])) for m in theirs]
+    try:
+        with torch.inference_mode():
+            eager_backbone.model(torch.from_numpy(faces))
+    finally:
+        for h in hooks:
+            h.remove()
+    rewritten = [i for i, m in enumerate(ours) if type(m).__module__.endswith("inception_onednn")
+                 and type(m).__name__.startswith("Block")]  # fmt: skip
+    assert len(rewritten) == 11  # Mixed_5b ... Mixed_7c
+    with torch.inference_mode():
+        for i in rewritten:
+            want, got = theirs[i](inputs[i]), ours[i](inputs[i])
+            assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+            assert (got - want).abs().max() <= 2e-6 * want.abs().max(), type(theirs[i]).__name__
+
+
+def _pick(kernels: str, backbone, layers_backbone, eager_backbone):
+    return {"onednn-blocks": backbone, "onednn": layers_backbone, "eager": eager_backbone}[kernels]
+
+
+@pytest.mark.parametrize("kernels", ["onednn-blocks", "onednn", "eager"])
+def test_features_do_not_depend_on_batch_size(
+    backbone, layers_backbone, eager_backbone, faces: np.ndarray, kernels: str
+) -> None:
+    net = _pick(kernels, backbone, layers_backbone, eager_backbone)
     whole = extract_features(net, faces, batch_size=6)
     assert whole.shape == (6, 2048) and whole.dtype == np.float32
     np.testing.assert_allclose(extract_features(net, faces, batch_size=4), whole, rtol=0, atol=1e-6)
     np.testing.assert_allclose(extract_features(net, faces[:2], batch_size=1), whole[:2], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernels", ["onednn", "eager"])
-def test_features_equal_pytorch_fids_on_the_same_weights(backbone, eager_backbone, faces, theirs, kernels) -> None:
-    ours = extract_features(backbone if kernels == "onednn" else eager_backbone, faces, batch_size=6)
-    # BatchNorm folded into the convolutions, and the fused kernels, change only float rounding.
+@pytest.mark.parametrize("kernels", ["onednn-blocks", "onednn", "eager"])
+def test_features_equal_pytorch_fids_on_the_same_weights(
+    backbone, layers_backbone, eager_backbone, faces, theirs, kernels
+) -> None:
+    ours = extract_features(_pick(kernels, backbone, layers_backbone, eager_backbone), faces, batch_size=6)
+    # BatchNorm folded into the convolutions, the fused kernels, the fused 1x1 convolutions and the pools moved
+    # after them change only float rounding.
     assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
     # ... and the FID between two halves moves by far less than the 1e-4 relative that matters
     ours_fid = fid_of_features(ours[3:], *_moments(ours[:3]))
