@@ -123,6 +123,8 @@ class TrainParams(Section):
     grid_size: Annotated[int, Field(ge=1, le=256)]
     log_every: PositiveInt
     on_mismatch: Literal["refuse", "restart"]
+    sync: str
+    sync_stale_s: NonNegFloat
 
 
 class SampleParams(Section):

@@ -271,10 +271,11 @@ class Publisher:
         self._thread = threading.Thread(target=self._upload, args=(snapshot, step), name="sync-publish", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Wait for the last upload; retry it once if it failed, else warn that the synced copy is behind."""
+    def close(self, retry: bool = True) -> None:
+        """Wait for the last upload; retry it once if it failed, else warn that the synced copy is behind. Releases
+        the lease."""
         self._wait("the end of training")
-        if self._lost is None and self._pending is not None and self.published != self._pending[1]:
+        if retry and self._lost is None and self._pending is not None and self.published != self._pending[1]:
             checkpoint, step = self._pending
             log.info("retrying the publish of step %d once", step)
             self._upload(self._snapshot(checkpoint, step), step)
