@@ -251,6 +251,7 @@ class Publisher:
     def __init__(self, run: SyncRun, staging: Path, lease: Lease | None, meta: dict[str, Any]):
         self.run, self.staging, self.lease, self.meta = run, Path(staging), lease, meta
         self.waited_s = 0.0
+        self.publish_s: list[float] = []  # how long each successful publish took, in its thread
         self.published: int | None = None  # the last step that reached latest.json
         self.failed: str | None = None  # why the last publish failed, until one succeeds
         self._thread: threading.Thread | None = None
@@ -312,6 +313,7 @@ class Publisher:
         try:
             self.run.publish(snapshot, step, self.meta, check=check)
             self.published, self.failed = step, None
+            self.publish_s.append(time.perf_counter() - t0)
             log.info("published step %d to %s in %.1f s", step, self.run.url, time.perf_counter() - t0)
         except LeaseLost as e:
             self._lost = e
