@@ -61,7 +61,8 @@ def checkpoint_state(model: str) -> dict:
 def bench(model: str, state: dict, url: str, work: Path, count: int, interval: float) -> dict:
     models = work / "models"
     local = models / "checkpoint.pt"
-    run = SyncRun.open(url, {"train.model": model, "bench": time.time_ns()})  # a fresh run folder each time
+    # a fresh run folder each time
+    run = SyncRun.open(url, {"train.model": model, "train.loss": "bench", "bench": time.time_ns()})
     publisher = Publisher(run, models / ".sync", None, {"signature": state["signature"]})
     saves = []
     for step in range(1, count + 1):
@@ -100,7 +101,9 @@ def main() -> None:
         os.environ["FSSPEC_S3_ENDPOINT_URL"] = server.endpoint
         import fsspec.config
 
-        fsspec.config.conf["s3"] = {"endpoint_url": server.endpoint}
+        # moto assembles a 630 MB multipart upload slower than botocore's 60 s read timeout on a loaded machine; the
+        # retried completion then fails (a real store answers in seconds)
+        fsspec.config.conf["s3"] = {"endpoint_url": server.endpoint, "config_kwargs": {"read_timeout": 900}}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.count} publishes each")
     head = ("model", "target", "interval s", "MB", "save s", "publish s", "wait s")
     print(f"{head[0]:6} {head[1]:6} {head[2]:>10} {head[3]:>7} {head[4]:>7} {head[5]:>9} {head[6]:>7}  loadavg")
