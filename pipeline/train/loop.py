@@ -205,6 +205,8 @@ def _prepare(
                     _ensure_generator(paths.generator, nets.sampler, g_config)
                 log.info("training already finished at step %d: nothing to do", start_step)
                 if publisher is not None:
+                    if (publisher.run.newest_step or 0) < start_step:  # its last publish failed: once more now
+                        publisher.publish(paths.checkpoint, start_step)
                     publisher.close()
                 return None, dict(state["summary"])
             log.info("resuming from step %d of %d (%s)", start_step, plan.total_steps, paths.checkpoint)

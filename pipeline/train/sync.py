@@ -90,6 +90,7 @@ class SyncRun:
         self.fs, self.name = fs, name
         self.folder = f"{root.rstrip('/')}/{name}"
         self.url = f"{url.rstrip('/')}/{name}"
+        self.newest_step: int | None = None  # the pointer's step, once resume() has read it
 
     @classmethod
     def open(cls, url: str, signature: dict[str, Any]) -> SyncRun:
@@ -127,6 +128,7 @@ class SyncRun:
         pointer = self.pointer()
         if pointer is None:
             return None
+        self.newest_step = int(pointer["step"])
         diffs = signature_differences(pointer.get("signature") or {}, signature)
         if diffs and restart_on_mismatch:
             log.warning("%s/%s is from other params (%s): ignoring it", self.url, POINTER, "; ".join(diffs))

@@ -229,3 +229,14 @@ def test_a_stale_lease_of_another_machine_is_taken_over(tmp_path, faces, caplog)
         train_tiny(tmp_path / "B", faces, "train.max_steps=2", f"train.sync={url}", "train.sync_stale_s=60")
     assert "from colab-7:42:beef, whose last heartbeat was 61 s ago" in caplog.text
     assert run.pointer()["step"] == 2
+
+
+def test_a_finished_run_whose_last_publish_failed_publishes_it_when_rerun(tmp_path, faces):
+    url = str(tmp_path / "drive")
+    train_tiny(tmp_path / "A", faces, "train.max_steps=4", f"train.sync={url}")
+    params = tiny_params(tmp_path / "A", "train.max_steps=4", f"train.sync={url}")
+    run = sync_run(params, faces)
+    run.fs.rm(run.folder, recursive=True)  # as if the network was gone for the last publish and its retry
+    train_tiny(tmp_path / "A", faces, "train.max_steps=4", f"train.sync={url}")  # "already finished"
+    local = Path(params.paths.models) / "checkpoint.pt"
+    assert run.pointer()["step"] == 4 and run.pointer()["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
