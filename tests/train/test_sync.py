@@ -126,6 +126,7 @@ def test_publisher_uploads_beside_training_and_says_when_training_waits(sync_url
     assert lease.read() is None  # released
 
 
+@pytest.mark.slow  # botocore retries a refused connection for about 7 s before the publish fails
 def test_a_store_gone_mid_run_warns_and_the_next_publish_succeeds(s3, tmp_path, caplog):
     run = SyncRun.open(s3.url, SIG)
     publisher = Publisher(run, tmp_path / "models" / ".sync", None, {"signature": SIG})
