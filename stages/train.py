@@ -42,9 +42,9 @@ def run(params: Params) -> None:
 
     paths = params.paths
     models = Path(paths.models)
+    faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)  # bad faces: refused, nothing made
     # one trainer per workspace: under torchrun only rank 0 (RANK is set before any process group exists) locks
     with contextlib.nullcontext() if int(os.environ.get("RANK", "0")) else workspace_lock(models):
-        faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)
         dist_info = init_distributed()
         try:
             summary = train_gan(
