@@ -154,7 +154,9 @@ def ensure_repo(ws: Path, env: dict[str, str]) -> None:
         subprocess.run(["dvc", "init", "-q"], cwd=ws, env=env, check=True)
     ignore = ws / ".gitignore"
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
-    missing = [p for p in ("__pycache__/", "/inputs/", "/plots/report.*") if p not in lines]
+    # the trainer's workspace lock and train.sync's upload snapshots (pipeline/train): never results to commit
+    own = ("__pycache__/", "/inputs/", "/plots/report.*", "/models/.train.lock", "/models/.sync/")
+    missing = [p for p in own if p not in lines]
     if missing:
         ignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
 

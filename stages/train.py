@@ -6,12 +6,15 @@ Usage:
     from stages.train import run; run(load_params("params.yaml"))
 
 Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or with more epochs); a finished run
-rerun rewrites nothing. Only rank 0 writes. Curves and per-epoch grids go to paths.plots/train/ (see
+rerun rewrites nothing. Only rank 0 writes. A second `animegan train` in the same workspace refuses while one runs
+(paths.models/.train.lock). With train.sync the run's checkpoints are also published there and a newer verified
+synced checkpoint is resumed from (pipeline.train.sync). Curves and per-epoch grids go to paths.plots/train/ (see
 pipeline.train.log); the clean faces are loaded once, whole, onto the training device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +23,7 @@ from pathlib import Path
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.data.clean import load_clean_faces
+from pipeline.train.lease import workspace_lock
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +41,24 @@ def run(params: Params) -> None:
     from pipeline.train.loop import TrainPaths, train_gan
 
     paths = params.paths
-    faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)
     models = Path(paths.models)
-    dist_info = init_distributed()
-    try:
-        summary = train_gan(
-            faces,
-            params.train,
-            TrainPaths(checkpoint=models / CHECKPOINT_FILE, generator=models / GENERATOR_FILE),
-            dist_info,
-            make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
-        )
-        if dist_info.is_main:
-            remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
-            write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
-    finally:
-        dist_info.close()
+    faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)  # bad faces: refused, nothing made
+    # one trainer per workspace: under torchrun only rank 0 (RANK is set before any process group exists) locks
+    with contextlib.nullcontext() if int(os.environ.get("RANK", "0")) else workspace_lock(models):
+        dist_info = init_distributed()
+        try:
+            summary = train_gan(
+                faces,
+                params.train,
+                TrainPaths(checkpoint=models / CHECKPOINT_FILE, generator=models / GENERATOR_FILE),
+                dist_info,
+                make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
+            )
+            if dist_info.is_main:
+                remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
+                write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
+        finally:
+            dist_info.close()
 
 
 def write_metrics_if_changed(path: Path, summary: dict) -> None:

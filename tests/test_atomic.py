@@ -94,3 +94,28 @@ def test_no_space_left_is_a_user_error_naming_the_file_and_nothing_is_replaced(t
         atomic_write_json(target, {"new": 2})
     assert json.loads(target.read_text()) == {"old": 1}
     assert [p.name for p in target.parent.iterdir()] == ["eval.json"]
+
+
+def test_cleanup_skips_a_temporary_a_live_process_is_writing_and_removes_it_once_that_process_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.core.atomic import remove_stale_temporaries
+
+    target = tmp_path / "models" / "checkpoint.pt"
+    writer = (  # another trainer, mid-write of a large checkpoint
+        "import sys, time; from pathlib import Path; from pipeline.core.atomic import atomic_path\n"
+        f"with atomic_path(Path({str(target)!r})) as tmp:\n"
+        "    tmp.write_bytes(b'x' * 1000); print(tmp, flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    try:
+        live = tmp_path / "models" / os.path.basename(proc.stdout.readline().strip())
+        assert live.is_file()
+        assert remove_stale_temporaries(target) == [] and live.is_file()  # the writer is alive: untouched
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert remove_stale_temporaries(target) == [live] and not live.exists()  # its writer is gone: stale

@@ -136,3 +136,20 @@ def test_cli_refuses_an_output_path_over_other_outputs_before_any_work(tmp_path)
         assert len(done.stderr.strip().splitlines()) == 1 and key in done.stderr
     after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*"))
     assert after == before
+
+
+def test_a_key_given_twice_in_one_section_is_refused_naming_both_lines(tmp_path):
+    text = PARAMS.read_text()
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  epochs:")) + 1
+    lines.insert(first + 2, "  epochs: 30                # a second epochs line, as a merge of two branches leaves")
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    cli = [sys.executable, "-m", "stages.cli", "train", "--params", str(path), "--dry-run"]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: train.epochs is given twice (lines {first} and {first + 3}): keep one"
+    ]
+    # the same name in two sections is two keys
+    assert load_params(PARAMS).eval.kid.seed == 0 and load_params(PARAMS).sample.seed == 0

@@ -17,14 +17,17 @@ Each writes into a temporary name in the target's own folder (same filesystem, s
 and removes the temporary on any failure, leaving the old target untouched. A folder is only swapped away when
 every entry in it is one the stage writes (`ours`), so a mistaken output path never deletes someone else's files.
 Temporaries are named `.<target name>.<8 random characters>[.<kind>].tmp`; a kill -9 can leave them behind, and
-remove_stale_temporaries() (called by each stage when it starts) deletes them. A full disk, a too-large file or a
-read-only folder while writing becomes a one-line UserError naming the file (see disk_errors).
+remove_stale_temporaries() (called by each stage when it starts) deletes them. The writing process holds an flock on
+each temporary until it is renamed or removed (the kernel drops it when the process dies), and the cleanup skips
+a locked one: it never deletes a file that a live process, another trainer say, is still writing. A full disk, a
+too-large file or a read-only folder while writing becomes a one-line UserError naming the file (see disk_errors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -86,6 +89,8 @@ def remove_stale_temporaries(*targets: Path) -> list[Path]:
         pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}(\.[a-z]+)?{re.escape(TEMP_SUFFIX)}")
         stale = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
         for path in stale:
+            if _in_use(path):
+                continue  # a live process is writing it
             if path.name.endswith(".old" + TEMP_SUFFIX) and not target.exists() and path.is_dir():
                 os.replace(path, target)
                 continue
@@ -102,6 +107,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
     tmp = make_temp_file(target, suffix.lstrip("."))
+    hold_temp(tmp)
     try:
         with disk_errors(target):
             yield tmp
@@ -109,6 +115,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        release_temp(tmp)
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -205,12 +212,14 @@ class StagedOutputs:
     def file(self, target: Path, kind: str = "") -> Path:
         """A temporary file to write `target`'s new content into."""
         tmp = make_temp_file(Path(target), kind)
+        hold_temp(tmp)
         self._files.append((tmp, Path(target)))
         return tmp
 
     def folder(self, target: Path, ours: Ours | None = None) -> Path:
         """An empty temporary folder to build `target`'s new content in (`ours`: see check_replaceable)."""
         tmp = temp_dir_beside(Path(target))
+        hold_temp(tmp)
         self._folders.append((tmp, Path(target), ours))
         return tmp
 
@@ -229,8 +238,10 @@ class StagedOutputs:
     def discard(self) -> None:
         for tmp, _ in self._files:
             tmp.unlink(missing_ok=True)
+            release_temp(tmp)
         for tmp, _, _ in self._folders:
             shutil.rmtree(tmp, ignore_errors=True)
+            release_temp(tmp)
 
 
 @contextlib.contextmanager
@@ -244,6 +255,49 @@ def staged_outputs() -> Iterator[StagedOutputs]:
             staged.commit()
     finally:
         staged.discard()
+
+
+_HELD: dict[str, int] = {}  # temporaries this process is writing: path -> the descriptor holding their flock
+
+
+def hold_temp(path: Path) -> None:
+    """Hold an exclusive flock on a temporary (file or folder) this process is about to write, until release_temp,
+    so that remove_stale_temporaries sees a live writer. Between the temporary's creation and this lock lie a few
+    system calls: a cleanup landing exactly there is the one race left."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a filesystem without locks: the cleanup cannot tell, as before
+        os.close(fd)
+        return
+    _HELD[str(path)] = fd
+
+
+def release_temp(path: Path) -> None:
+    """Drop the lock on a temporary this process made (after renaming or removing it)."""
+    fd = _HELD.pop(str(path), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether another open file (of any process, this one too) holds the temporary's flock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def _kind(kind: str) -> str:

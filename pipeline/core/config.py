@@ -123,6 +123,8 @@ class TrainParams(Section):
     grid_size: Annotated[int, Field(ge=1, le=256)]
     log_every: PositiveInt
     on_mismatch: Literal["refuse", "restart"]
+    sync: str
+    sync_stale_s: NonNegFloat
 
 
 class SampleParams(Section):
@@ -208,7 +210,9 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     """Read, override and validate params; raise UserError naming the first bad key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        check_unique_keys(text, str(path))
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise UserError(f"params file not found: {path}") from None
     except IsADirectoryError:
@@ -224,6 +228,27 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     for item in overrides:
         apply_override(raw, item)
     return validate(raw, source=str(path))
+
+
+def check_unique_keys(text: str, source: str) -> None:
+    """UserError naming a key given twice in one mapping and both its lines: YAML keeps the later value silently,
+    which hides a mistake in params edited by hand or merged across branches."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    todo: list[tuple[str, yaml.Node]] = [("", root)] if root is not None else []
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, yaml.SequenceNode):
+            todo += [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = f"{where}.{key.value}" if where else str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                raise UserError(f"{source}: {name} is given twice (lines {seen[name]} and {line}): keep one")
+            seen[name] = line
+            todo.append((name, value))
 
 
 def validate(raw: dict[str, Any], source: str = "params") -> Params:

@@ -20,6 +20,9 @@ OUTPUT_NEUTRAL_PARAMS: dict[str, str] = {
     "train.checkpoint_every": "how often a resumable checkpoint is written; resuming is bit-identical",
     "train.on_mismatch": "what to do with a checkpoint from other params (refuse or restart); "
     "never changes what a finished run trains",
+    "train.sync": "where checkpoints are also published and resumed from; a resumed run continues from the same "
+    "verified checkpoint bytes, so it trains the same weights (a different machine's fingerprint is warned about)",
+    "train.sync_stale_s": "when another machine's lease on a run counts as abandoned; decides who trains, not what",
     "sample.batch_size": "image i depends only on (sample.seed, i), not on the batch it is drawn in",
     "eval.fid.batch_size": "Inception features are the same for any batch size",
     "eval.fid.cache_dir": "where the downloaded weights are cached; they are verified by their hash",

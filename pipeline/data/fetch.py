@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from pipeline.core.atomic import make_temp_file
+from pipeline.core.atomic import hold_temp, make_temp_file, release_temp
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.progress import progress
 
@@ -53,6 +53,7 @@ def fetched(url: str, beside: Path, timeout_s: float) -> Iterator[Fetched]:
     made = [d for d in (beside.parent, *beside.parent.parents) if not d.exists()]  # deepest first
     beside.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_file(beside, DOWNLOAD_KIND)
+    hold_temp(tmp)
     succeeded = False
     try:
         with open(tmp, "wb") as out:
@@ -62,6 +63,7 @@ def fetched(url: str, beside: Path, timeout_s: float) -> Iterator[Fetched]:
         succeeded = True
     finally:
         tmp.unlink(missing_ok=True)
+        release_temp(tmp)
         if not succeeded:
             _remove_empty(made)
 

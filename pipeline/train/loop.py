@@ -39,7 +39,7 @@ from torch import nn
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import TrainParams
 from pipeline.core.distributed import DistInfo
-from pipeline.core.errors import UserError
+from pipeline.core.errors import UserError, one_line
 from pipeline.core.progress import progress
 from pipeline.core.seeding import (
     GRID,
@@ -62,9 +62,14 @@ from pipeline.train.checkpoint import (
 )
 from pipeline.train.ema import GeneratorEMA
 from pipeline.train.families import Family, Nets, family_for
+from pipeline.train.fingerprint import fingerprint, fingerprint_differences
 from pipeline.train.generator_file import load_generator, save_generator
+from pipeline.train.sync import Publisher, SyncRun
 
 log = logging.getLogger(__name__)
+
+
+SYNC_STAGING = ".sync"  # beside the checkpoint: hard links to the checkpoints being uploaded
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ class _Run:
     wall_before: float = 0.0
     t_start: float = 0.0
     last_losses: dict[str, float] = field(default_factory=lambda: {"loss_d": float("nan"), "loss_g": float("nan")})
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    publisher: Publisher | None = None  # rank 0 with train.sync: publishes each checkpoint beside training
 
 
 def faces_digest(faces: np.ndarray) -> str:
@@ -147,19 +154,23 @@ def train_gan(
     meter = _Meter(dist_info.device)
     run.t_start = time.perf_counter()
     summary: dict[str, Any] = {}
+    completed = False
     try:
         for step in range(run.start_step, plan.total_steps):
             meter.add(_train_step(run, step))
             if bar is not None:
                 bar.update(plan.images_per_step)
             summary = _after_step(run, step + 1, meter, train_log, bar) or summary
+        if train_log is not None:
+            train_log.grid("final", _grid(run.nets, run.grid_z))
+        if dist_info.is_main:
+            save_generator(paths.generator, run.nets.sampler, run.g_config)  # while the last upload runs
+        completed = True
     finally:
         if bar is not None:
             bar.close()
-    if train_log is not None:
-        train_log.grid("final", _grid(run.nets, run.grid_z))
-    if dist_info.is_main:
-        save_generator(paths.generator, run.nets.sampler, run.g_config)
+        if run.publisher is not None:
+            run.publisher.close(retry=completed)
     return summary
 
 
@@ -183,16 +194,30 @@ def _prepare(
     nets = Nets(g_raw, d_raw, opt_g, opt_d, family.ema(g_raw))
     g_config = family.generator_config()
 
-    state = _load_resumable(faces, params, plan, paths, dist_info, image_size)
-    start_step, wall_before = 0, 0.0
-    if state is not None:
-        start_step, wall_before = _restore(state, nets)
-        if start_step == plan.total_steps and state.get("summary") is not None:
-            if dist_info.is_main:
-                _ensure_generator(paths.generator, nets.sampler, g_config)
-            log.info("training already finished at step %d: nothing to do", start_step)
-            return None, dict(state["summary"])
-        log.info("resuming from step %d of %d (%s)", start_step, plan.total_steps, paths.checkpoint)
+    fp = fingerprint(device, dist_info.world_size, params.deterministic)
+    state, publisher = _load_resumable(faces, params, plan, paths, dist_info, image_size, fp)
+    try:
+        start_step, wall_before = 0, 0.0
+        if state is not None:
+            start_step, wall_before = _restore(state, nets)
+            if start_step == plan.total_steps and state.get("summary") is not None:
+                if dist_info.is_main:
+                    _ensure_generator(paths.generator, nets.sampler, g_config)
+                log.info("training already finished at step %d: nothing to do", start_step)
+                if publisher is not None:
+                    if (publisher.run.newest_step or 0) < start_step:  # its last publish failed: once more now
+                        publisher.publish(paths.checkpoint, start_step)
+                    publisher.close()
+                return None, dict(state["summary"])
+            log.info("resuming from step %d of %d (%s)", start_step, plan.total_steps, paths.checkpoint)
+            differs = fingerprint_differences(state.get("fingerprint"), fp) if state.get("fingerprint") else []
+            if differs and dist_info.is_main:
+                log.warning("the checkpoint was written on another setup (%s): training continues, but will not be "
+                            "bit-identical to an uninterrupted run", "; ".join(differs))  # fmt: skip
+    except BaseException:
+        if publisher is not None:
+            publisher.close(retry=False)
+        raise
     signature = state["signature"] if state is not None else None
     if signature is None and dist_info.is_main:
         signature = run_signature(params, image_size, faces_digest(faces), len(faces))
@@ -204,7 +229,7 @@ def _prepare(
     )  # fmt: skip
     grid_z = torch.randn(params.grid_size, params.z_dim, generator=seeded_generator(derive_seed(params.seed, GRID)))
     run = _Run(params, plan, family, nets, batches, grid_z.to(device), dist_info, paths, signature, g_config,
-               speed, start_step, wall_before)  # fmt: skip
+               speed, start_step, wall_before, fingerprint=fp, publisher=publisher)  # fmt: skip
     return run, None
 
 
@@ -343,7 +368,10 @@ def _checkpoint(run: _Run, done: int) -> dict[str, Any] | None:
         summary["speed"] = run.speed.as_dict()  # which speed options ran (metrics/train.json)
     if run.dist_info.is_main:
         state = _checkpoint_state(run.signature, done, plan, nets, run.wall_before + run_s, summary)
+        state["fingerprint"] = run.fingerprint
         save_checkpoint(run.paths.checkpoint, state)
+        if run.publisher is not None:
+            run.publisher.publish(run.paths.checkpoint, done)  # returns at once unless the last upload is unfinished
     return summary
 
 
@@ -387,35 +415,92 @@ def _configure_backends(params: TrainParams, on_cuda: bool) -> None:
 
 
 def _load_resumable(
-    faces: np.ndarray, params: TrainParams, plan: _Plan, paths: TrainPaths, dist_info: DistInfo, image_size: int
-) -> dict[str, Any] | None:
-    """Rank 0 reads and vets the checkpoint, every rank gets rank 0's verdict: the state, None, or the error."""
+    faces: np.ndarray,
+    params: TrainParams,
+    plan: _Plan,
+    paths: TrainPaths,
+    dist_info: DistInfo,
+    image_size: int,
+    fp: dict[str, Any],
+) -> tuple[dict[str, Any] | None, Publisher | None]:
+    """Rank 0 reads and vets the checkpoint (the local one, or a newer synced one), every rank gets rank 0's
+    verdict: the state, None, or the error. With train.sync, rank 0 also gets the run's publisher (lease held)."""
     verdict: tuple[str, Any] = ("none", None)
+    publisher = None
     if dist_info.is_main:
         try:
             for stale in remove_stale_temporaries(paths.checkpoint, paths.generator):
                 log.info("removed %s, left by an interrupted checkpoint write", stale)
             state = load_checkpoint(paths.checkpoint)
-            if state is not None:
+            current = None
+            if state is not None or params.sync:
                 current = run_signature(params, image_size, faces_digest(faces), len(faces))
-                diffs = signature_differences(state["signature"], current)
-                if int(state["step"]) > plan.total_steps:
-                    diffs.append(f"steps: the checkpoint has {state['step']}, more than the {plan.total_steps} asked")
-                if diffs and params.on_mismatch == "restart":
-                    log.warning("%s is from other params (%s): starting over", paths.checkpoint, "; ".join(diffs))
-                    state = None
-                elif diffs:
-                    raise UserError(
-                        f"{paths.checkpoint} is from other params ({'; '.join(diffs)}); to start over, delete it "
-                        "or set train.on_mismatch=restart"
-                    )
+            if state is not None:
+                state = _vet(state, current, params, plan, paths.checkpoint)
+            if params.sync:
+                publisher, synced = _open_sync(params, current, state, plan, paths, fp)
+                if synced:
+                    state = _vet(load_checkpoint(paths.checkpoint), current, params, plan, paths.checkpoint)
             verdict = ("state", state) if state is not None else ("none", None)
         except UserError as e:
+            if publisher is not None:
+                publisher.close(retry=False)
+                publisher = None
             verdict = ("error", str(e))
     kind, value = dist_info.broadcast_object(verdict)
     if kind == "error":
         raise UserError(value)
-    return value
+    return value, publisher
+
+
+def _vet(state: dict[str, Any] | None, current: dict[str, Any], params: TrainParams, plan: _Plan, path: Path):
+    """The state if it may be resumed; None (restart) or UserError (refuse) when it is from other params."""
+    if state is None:
+        return None
+    diffs = signature_differences(state["signature"], current)
+    if int(state["step"]) > plan.total_steps:
+        diffs.append(f"steps: the checkpoint has {state['step']}, more than the {plan.total_steps} asked")
+    if diffs and params.on_mismatch == "restart":
+        log.warning("%s is from other params (%s): starting over", path, "; ".join(diffs))
+        return None
+    if diffs:
+        raise UserError(
+            f"{path} is from other params ({'; '.join(diffs)}); to start over, delete it "
+            "or set train.on_mismatch=restart"
+        )
+    return state
+
+
+def _open_sync(
+    params: TrainParams,
+    signature: dict[str, Any],
+    local: dict[str, Any] | None,
+    plan: _Plan,
+    paths: TrainPaths,
+    fp: dict[str, Any],
+) -> tuple[Publisher, bool]:
+    """Take the run's lease at train.sync and install a newer verified synced checkpoint as paths.checkpoint:
+    (the publisher for this run's checkpoints, whether a synced one was installed)."""
+    try:
+        run = SyncRun.open(params.sync, signature)
+        lease = run.lease(params.sync_stale_s)
+        lease.acquire()
+    except UserError:
+        raise
+    except Exception as e:  # the store's own errors: no network, no bucket, no permission
+        raise UserError(f"train.sync {params.sync}: cannot use it ({type(e).__name__}: {one_line(e, 200)})") from None
+    try:
+        local_step = int(local["step"]) if local is not None else 0
+        restart = params.on_mismatch == "restart"
+        synced = run.resume(local_step, signature, paths.checkpoint, restart, plan.total_steps)
+        lease.start_heartbeat()
+    except BaseException as e:
+        lease.release()
+        if isinstance(e, Exception) and not isinstance(e, UserError):
+            raise UserError(f"train.sync {run.url}: cannot read it ({type(e).__name__}: {one_line(e, 200)})") from None
+        raise
+    staging = paths.checkpoint.parent / SYNC_STAGING
+    return Publisher(run, staging, lease, {"signature": signature, "fingerprint": fp}), synced is not None
 
 
 def _checkpoint_state(
@@ -450,9 +535,7 @@ def weights_digest(*modules: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _check_ranks_in_sync(
-    dist_info: DistInfo, step: int, g: nn.Module, d: nn.Module, ema: GeneratorEMA | None
-) -> None:
+def _check_ranks_in_sync(dist_info: DistInfo, step: int, g: nn.Module, d: nn.Module, ema: GeneratorEMA | None) -> None:
     """DDP keeps parameters equal on every rank (BatchNorm running statistics legitimately differ); verify it."""
     if not dist_info.distributed:
         return

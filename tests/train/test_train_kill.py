@@ -50,7 +50,8 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
     with caplog.at_level(logging.INFO, logger="pipeline.train.loop"):
         train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
     assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
-    assert not stale.exists() and sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "generator.pt"]
+    assert not stale.exists()
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [".train.lock", "checkpoint.pt", "generator.pt"]
     curves = sorted((Path(params.paths.plots) / "train" / "live" / "plots" / "metrics").rglob("*.tsv"))
     assert curves
     for tsv in curves:  # whatever the kill tore, each curve now runs once through every step, to the end

@@ -140,7 +140,7 @@ def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, fa
 
     def files():
         found = (p for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts)
-        return sorted(p for p in found if p.name != "params.yaml")
+        return sorted(p for p in found if p.name not in ("params.yaml", ".train.lock"))  # the lock: no output
 
     outputs = files()
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
