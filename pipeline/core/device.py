@@ -71,7 +71,8 @@ def probe() -> Machine:
                             _bf16_supported(i)))  # fmt: skip
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     arch = tuple(torch.cuda.get_arch_list()) if gpus else ()
-    return Machine(tuple(gpus), mps, arch, str(torch.__version__), detect_platform(os.environ, Path("/kaggle").is_dir()))
+    platform = detect_platform(os.environ, Path("/kaggle").is_dir())
+    return Machine(tuple(gpus), mps, arch, str(torch.__version__), platform)
 
 
 def detect_platform(environ: dict[str, str] | os._Environ, kaggle_dir: bool) -> str | None:
@@ -146,14 +147,19 @@ def build_runs_on(capability: tuple[int, int], arch_list: tuple[str, ...] | list
     return False
 
 
-def gpu_problem(gpu: Gpu, arch_list: tuple[str, ...] | list[str], torch_version: str, platform: str | None) -> str | None:
+def gpu_problem(
+    gpu: Gpu, arch_list: tuple[str, ...] | list[str], torch_version: str, platform: str | None
+) -> str | None:
     """One line when this torch build cannot run on `gpu` (no kernel image for its compute capability)."""
     if build_runs_on(gpu.capability, arch_list) is not False:
         return None
-    cap = "%d.%d" % gpu.capability
-    instead = INSTEAD.get(platform or "", f"install a torch build whose arch list has sm_{cap.replace('.', '')}")
-    return (f"GPU {gpu.index} ({gpu.name}) has compute capability {cap} (sm_{cap.replace('.', '')}), but this "
-            f"torch {torch_version} has kernels only for {' '.join(arch_list)}: {instead}, or set device: cpu")  # fmt: skip
+    major, minor = gpu.capability
+    sm = f"sm_{major}{minor}"
+    instead = INSTEAD.get(platform or "", f"install a torch build whose arch list has {sm}")
+    return (
+        f"GPU {gpu.index} ({gpu.name}) has compute capability {major}.{minor} ({sm}), but this torch "
+        f"{torch_version} has kernels only for {' '.join(arch_list)}: {instead}, or set device: cpu"
+    )
 
 
 def bf16_native(capability: tuple[int, int], supported_without_emulation: bool | None) -> bool:

@@ -77,9 +77,10 @@ def test_notebook_runs_top_to_bottom_on_cpu(tmp_path: Path, monkeypatch: pytest.
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     source = "\n".join(f"{k} = {v!r}" for k, v in overrides.items())  # as papermill injects parameters
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    for key, value in {**GIT_ENV, "ANIMEGAN_NOTEBOOK_INSTALLED": "1", "ANIMEGAN_PROGRESS": "0",
-                       "PYTHONPATH": str(workdir), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}.items():
-        monkeypatch.setenv(key, value)  # fmt: skip
+    kernel_env = {"ANIMEGAN_NOTEBOOK_INSTALLED": "1", "ANIMEGAN_PROGRESS": "0", "PYTHONPATH": str(workdir),
+                  "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    for key, value in {**GIT_ENV, **kernel_env}.items():  # the kernel and the commands it starts inherit these
+        monkeypatch.setenv(key, value)
     for key in ("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE"):
         monkeypatch.delenv(key, raising=False)
     try:
