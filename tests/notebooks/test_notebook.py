@@ -69,6 +69,7 @@ def test_notebook_runs_top_to_bottom_on_cpu(tmp_path: Path, monkeypatch: pytest.
     workdir, here = tmp_path / "platform" / "animegan", tmp_path / "notebook-folder"
     here.mkdir()
     demo = yaml.safe_load((REPO / "stages" / "demo_params.yaml").read_text(encoding="utf-8"))["params"]
+    demo["train"].pop("epochs")  # EPOCHS says it
     settings = flat(demo) + ["train.log_every=5", "eval.copies.calibration_count=200"]
     overrides = {"EPOCHS": 2, "DATA_URL": faces.as_uri(), "WORKDIR": str(workdir), "REPO_URL": str(origin),
                  "SETTINGS": settings}  # fmt: skip
