@@ -37,10 +37,10 @@ def run(params: Params) -> None:
     from pipeline.train.loop import TrainPaths, train_gan
 
     paths = params.paths
-    faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)
     models = Path(paths.models)
-    dist_info = init_distributed()
+    dist_info = init_distributed(params.device)  # first: a device that cannot run stops before any work
     try:
+        faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)
         summary = train_gan(
             faces,
             params.train,

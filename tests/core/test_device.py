@@ -7,12 +7,17 @@ Kaggle's, and torch 2.14 report); only the CPU rows and guard_batchnorm run real
 from __future__ import annotations
 
 import copy
+import importlib
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from pipeline.core.config import load_params
 from pipeline.core.device import (
     Gpu,
     Machine,
@@ -167,3 +172,37 @@ def test_guard_batchnorm_makes_inputs_contiguous():
     out = nn.Sequential(*list(guarded)[1:])(x)
     assert seen == [True]
     torch.testing.assert_close(out, nn.Sequential(*list(model)[1:])(x))  # same values, only the layout changed
+
+
+PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def animegan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stages.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_device_command_prints_what_auto_resolves_to_and_exits_2_on_a_problem(tmp_path):
+    done = animegan("device", "--params", str(PARAMS), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "device: auto -> cpu" in done.stdout and f"torch {torch.__version__}" in done.stdout
+    bad = animegan("device", "--params", str(PARAMS), "--set", "device=mps", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: device: mps is not available here (it needs Apple silicon and a torch built with MPS)"
+    ]
+
+
+def test_a_bad_device_setting_names_the_key():
+    with pytest.raises(UserError, match="device: String should match pattern"):
+        load_params(PARAMS, ["device=gpu"])
+    assert load_params(PARAMS, ["device=cuda:1"]).device == "cuda:1"
+
+
+@pytest.mark.parametrize("stage", ["train", "sample", "detector", "fid_reference", "evaluate"])
+def test_every_stage_refuses_an_unavailable_device_before_any_work(tmp_path, monkeypatch, stage):
+    """tmp_path holds no clean faces, generator or samples: the device is checked before any of them is read."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        importlib.import_module(f"stages.{stage}").run(load_params(PARAMS, ["device=cuda"]))
+    want = f"device: cuda, but this torch {torch.__version__} sees no CUDA GPU (set device: auto or cpu)"
+    assert str(e.value) == want
+    assert list(tmp_path.iterdir()) == []  # nothing written
