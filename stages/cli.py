@@ -4,6 +4,7 @@ Usage:
     animegan download [--params params.yaml] [--set data.url=file:///tmp/faces.zip] [--dry-run]
     animegan clean --set data.image_size=32
     animegan make-faces out.zip --count 1000 --size 96
+    animegan device [--set device=cuda:1]   # what the device param resolves to here; exit 2 when it cannot run
     animegan pull [--remote NAME]      # dvc pull, refused in one line (nothing changed) when the remote lacks a file
     animegan --help
 
@@ -121,6 +122,21 @@ def evaluate(
             metrics, target = stage.run_images(resolved, images, out)
         typer.echo(stage.format_table(metrics))
         typer.echo(f"wrote {target}")
+
+    run_guarded(go)
+
+
+@app.command("device")
+def device(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """What the `device` param resolves to here (CUDA, MPS or CPU), every GPU seen and any problem (exit 2)."""
+
+    def go() -> None:
+        from pipeline.core.device import probe, status
+
+        text, problem = status(resolve(params, set_).device, probe())
+        typer.echo(text)
+        if problem:
+            raise UserError(problem)
 
     run_guarded(go)
 

@@ -17,16 +17,18 @@ import numpy as np
 
 from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.data.clean import load_clean_faces
-from pipeline.metrics.detector.model import HOLDOUT_FILE, pick_device, save_detector
+from pipeline.metrics.detector.model import HOLDOUT_FILE, save_detector
 from pipeline.metrics.detector.training import fit_detector
 
 
 def run(params: Params) -> None:
     target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / "detector.json"
+    device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(target, metrics_path)
     faces = load_clean_faces(params.paths.clean)
-    result = fit_detector(faces, params.detector, device=pick_device())
+    result = fit_detector(faces, params.detector, device=device)
 
     with staged_outputs() as out:  # the detector folder and its metrics change together or not at all
         folder = out.folder(target)

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device, sample_device
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import save_grid
@@ -59,13 +61,14 @@ COPIES_FILE = "copies.png"
 def run(params: Params) -> dict[str, Any]:
     sample = params.sample
     generator = Path(params.paths.models) / GENERATOR_FILE
+    device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(Path(params.paths.metrics) / EVAL_FILE)
     if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
     check_samples_generator(params)
-    ctx = _context(params)
+    ctx = _context(params, device)
     submitted = read_jpegs(Path(params.paths.samples))
-    metrics = _score(params, ctx, _draws(params, submitted, ctx["backbone"].device))
+    metrics = _score(params, ctx, _draws(params, submitted, sample_device(ctx["backbone"].device)))
     metrics["provenance"] = provenance(
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], sample.count, params.eval.repeats, ctx["reference"],
         sample.jpeg_quality, extra=_extra(params, ctx),
@@ -169,11 +172,11 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _context(params: Params) -> dict[str, Any]:
+def _context(params: Params, device: torch.device | None = None) -> dict[str, Any]:
     faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
     data_sha256 = array_sha256(faces_path)
-    backbone = backbone_for(params)
+    backbone = backbone_for(params, device)
     folder = Path(params.paths.fid_reference)
     reference = load_reference(folder)
     check_reference(reference, data_sha256, backbone, folder)

@@ -20,6 +20,7 @@ import torch
 
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.core.speed import resolve_speed
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
@@ -28,9 +29,10 @@ from pipeline.metrics.inception import load_backbone
 log = logging.getLogger(__name__)
 
 
-def backbone_for(params: Params):
+def backbone_for(params: Params, device: torch.device | None = None):
+    """The Inception on `device` (default: the `device` param's), under eval's speed options there."""
     fid = params.eval.fid
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or resolve_device(params.device)
     speed = resolve_speed(params.eval, device)
     return load_backbone(
         fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s, device, speed=speed
@@ -39,11 +41,12 @@ def backbone_for(params: Params):
 
 def run(params: Params) -> None:
     fid, kid, prdc = params.eval.fid, params.eval.kid, params.eval.prdc
+    device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(Path(params.paths.fid_reference))
     faces = load_clean_faces(params.paths.clean)
     faces_path = clean_faces_file(params.paths.clean)
     data_sha256 = array_sha256(faces_path)
-    backbone = backbone_for(params)
+    backbone = backbone_for(params, device)
     folder = Path(params.paths.fid_reference)
     n = len(faces) if fid.reference_count == 0 else min(fid.reference_count, len(faces))
     pool = n if kid.reference_pool == 0 else min(kid.reference_pool, n)

@@ -18,10 +18,9 @@ import logging
 import math
 from pathlib import Path
 
-import torch
-
 from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.core.config import Params
+from pipeline.core.device import describe, resolve_device, sample_device
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import grid_image
 from pipeline.train.generator_file import load_generator
@@ -40,7 +39,7 @@ def run(params: Params) -> None:
     samples, submission = Path(paths.samples), Path(paths.submission)
     grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / METRICS_FILE
     remove_stale_temporaries(samples, submission, grid_path, metrics_path)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = sample_device(resolve_device(params.device))  # float64 sampling: the CPU when the device is MPS
     generator_path = Path(paths.models) / GENERATOR_FILE
     generator = load_generator(generator_path, map_location=device)
     images = generate(generator, sample.seed, draw=0, count=sample.count, batch_size=sample.batch_size, device=device)
@@ -65,6 +64,7 @@ def run(params: Params) -> None:
             "max_submission_mb": sample.max_submission_mb,
             "over_limit": over,
             "generator_sha256": sha256_file(generator_path),
+            "device": describe(device),
         }
         out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")
     if over:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
 
@@ -42,10 +43,12 @@ def run(params: Params) -> None:
 
     paths = params.paths
     models = Path(paths.models)
+    # the device first: one that cannot run stops before any work (resolving it starts nothing)
+    resolve_device(params.device, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
     faces = load_clean_faces(paths.clean, params.data.image_size, mmap=False)  # bad faces: refused, nothing made
     # one trainer per workspace: under torchrun only rank 0 (RANK is set before any process group exists) locks
     with contextlib.nullcontext() if int(os.environ.get("RANK", "0")) else workspace_lock(models):
-        dist_info = init_distributed()
+        dist_info = init_distributed(params.device)
         try:
             summary = train_gan(
                 faces,

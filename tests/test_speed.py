@@ -4,12 +4,14 @@ torch.device("cuda") is only a name here (no GPU is touched), so the CUDA side o
 """
 
 import contextlib
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from pipeline.core import speed as speed_module
 from pipeline.core.config import load_params, validate
 from pipeline.core.speed import SpeedSettings, applies, resolve_speed
 
@@ -28,8 +30,24 @@ def test_each_mode_applies_where_it_says(mode, on_cpu, on_cuda):
 def test_repo_defaults_keep_every_option_off_on_cpu_and_compile_off_everywhere():
     train = load_params(PARAMS).train
     assert resolve_speed(train, "cpu") == SpeedSettings("cpu")
-    on_gpu = resolve_speed(train, "cuda:0")
+    on_gpu = resolve_speed(train, "cuda:0", bf16_native=True)
     assert (on_gpu.bf16, on_gpu.compile, on_gpu.channels_last, on_gpu.fused_adam) == (True, False, True, True)
+
+
+def test_bf16_cuda_mode_needs_native_bf16_and_says_once(caplog):
+    """A T4 (compute capability 7.5): `cuda` means float32 there, logged once; `always` still forces bf16. The
+    capability -> native decision itself is tested in tests/core/test_device.py."""
+    caplog.set_level(logging.INFO, logger="pipeline.core.speed")
+    speed_module._said.clear()
+    for section in ("train", "eval"):
+        params = getattr(load_params(PARAMS, [f"{section}.bf16=cuda"]), section)
+        t4 = resolve_speed(params, "cuda:0", bf16_native=False)
+        assert t4.bf16 is False and t4.channels_last is True
+        assert resolve_speed(params, "cuda:0", bf16_native=True).bf16 is True
+        assert resolve_speed(params, "cpu", bf16_native=False).bf16 is False
+    assert [r.message for r in caplog.records].count(speed_module.NO_NATIVE_BF16) == 1
+    forced = load_params(PARAMS, ["train.bf16=always"]).train
+    assert resolve_speed(forced, "cuda:0", bf16_native=False).bf16 is True
 
 
 def test_always_turns_an_option_on_for_cpu_and_the_settings_act_on_it():

@@ -52,6 +52,10 @@ def _legacy_speed_mode(value: Any) -> Any:
 SpeedMode = Annotated[Literal["cuda", "always", "never"], BeforeValidator(_legacy_speed_mode)]
 
 
+# Where train, sample, detector, fid_reference and evaluate run (pipeline/core/device.py).
+DeviceSetting = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -199,6 +203,7 @@ class DetectorParams(Section):
 
 class Params(Section):
     paths: PathsParams
+    device: DeviceSetting
     data: DataParams
     train: TrainParams
     sample: SampleParams

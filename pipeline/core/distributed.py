@@ -2,14 +2,14 @@
 
 Usage:
     from pipeline.core.distributed import init_distributed
-    dist_info = init_distributed()        # reads RANK / WORLD_SIZE / LOCAL_RANK set by torchrun; else one process
+    dist_info = init_distributed(params.device)   # reads RANK / WORLD_SIZE / LOCAL_RANK from torchrun; else one process
     dist_info.device, dist_info.rank, dist_info.world_size, dist_info.is_main
     obj = dist_info.broadcast_object(obj)  # rank 0's object on every rank
     dist_info.close()
 
-One process (no torchrun): rank 0 of 1, CUDA if available else CPU. Under torchrun the backend is NCCL on CUDA
-and gloo on CPU; each process takes GPU LOCAL_RANK. Multi-node needs no shared filesystem: rank 0 reads the
-checkpoint and broadcasts it.
+One process (no torchrun): rank 0 of 1, on the device the `device` param names (auto: CUDA, else MPS, else CPU).
+Under torchrun the backend is NCCL on CUDA and gloo on CPU; each process takes GPU LOCAL_RANK. Multi-node needs no
+shared filesystem: rank 0 reads the checkpoint and broadcasts it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from pipeline.core.device import resolve_device
 
 
 @dataclass
@@ -67,12 +69,14 @@ class DistInfo:
             dist.destroy_process_group()
 
 
-def init_distributed(prefer_cuda: bool = True) -> DistInfo:
+def init_distributed(device_setting: str = "auto") -> DistInfo:
+    """This process's rank and device: `device_setting` as pipeline.core.device resolves it (under torchrun,
+    `auto` and `cuda` mean GPU LOCAL_RANK); a device that cannot run is a UserError before any group starts."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = prefer_cuda and torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = resolve_device(device_setting, local_rank, world_size)
+    use_cuda = device.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(device)
     owns = False

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError
 from pipeline.core.speed import SpeedSettings, resolve_speed
 
@@ -137,7 +138,7 @@ class SpedUpNet(nn.Module):
 
 def _mtcnn(params: Params) -> Detector:
     afd = params.eval.afd
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(params.device)
     return MtcnnDetector(
         afd.mtcnn_thresholds, afd.mtcnn_upscale, afd.min_face_prob, afd.mtcnn_min_face_size, device,
         speed=resolve_speed(params.eval, device),

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+from pipeline.core.device import describe
 from pipeline.core.errors import UserError
 from pipeline.data.clean import Dropped, decode_rgb
 from pipeline.metrics.afd import Detector, detection_rate
@@ -162,7 +162,7 @@ def provenance(
         "kid_reference_pool": reference.meta.get("kid_pool"),
         "jpeg_quality": jpeg_quality,
         "packages": package_versions(),
-        "device": device_name(backbone.device),
+        "device": describe(backbone.device),
         "inception": backbone.path(),
         "detector_speed": detector_speed(detector),
     }
@@ -185,12 +185,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
 
 
 def read_image_folder(folder: Path, max_pixels: int) -> tuple[np.ndarray, list[str]]:

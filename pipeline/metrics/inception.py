@@ -54,6 +54,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.hashing import sha256_file
 from pipeline.core.speed import SpeedSettings
@@ -146,7 +147,7 @@ def load_backbone(
     for `device`."""
     if kernels not in ("auto", *KERNELS):
         raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device or resolve_device("auto"))
     eager_only = speed is not None and (speed.bf16 or speed.compile)  # autocast and inductor work on aten ops
     if kernels.startswith("onednn") and (dev.type != "cpu" or not onednn_available() or eager_only):
         raise ValueError(f"onednn kernels need a CPU device, a PyTorch with oneDNN, no bf16 or compile (on {dev})")

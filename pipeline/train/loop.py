@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from torch import nn
 
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import TrainParams
+from pipeline.core.device import describe, guard_batchnorm
 from pipeline.core.distributed import DistInfo
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.progress import progress
@@ -190,6 +190,8 @@ def _prepare(
     g_raw, d_raw = family.build()
     g_raw.to(device)
     d_raw.to(device)
+    guard_batchnorm(g_raw, device)  # MPS: contiguous inputs before BatchNorm (the EMA copy below inherits it)
+    guard_batchnorm(d_raw, device)
     opt_g, opt_d = family.optimizers(g_raw, d_raw, fused=speed.fused_adam or None)
     nets = Nets(g_raw, d_raw, opt_g, opt_d, family.ema(g_raw))
     g_config = family.generator_config()
@@ -591,7 +593,6 @@ def _summary(
     generator: nn.Module,
 ) -> dict[str, Any]:
     device = dist_info.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {
         "steps": steps,
         "epochs": steps / plan.steps_per_epoch,
@@ -601,7 +602,7 @@ def _summary(
         "loss_g": losses["loss_g"],
         "wall_s": wall_s,
         "resumed_from_step": start_step,
-        "device": f"{device.type}: {name}",
+        "device": describe(device),
         "world_size": dist_info.world_size,
         "torch": str(torch.__version__),
         "loss": params.loss,

@@ -32,6 +32,7 @@ from torch import nn
 
 from pipeline.core.atomic import torch_bytes
 from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
 from pipeline.core.speed import SpeedSettings, resolve_speed
@@ -85,10 +86,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> the detector's input: float32 (N, 3, 48, 48) in 0..255."""
     return resize(to_tensor(images), INPUT_SIZE)
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -167,9 +164,9 @@ def save_detector(folder: Path, model: FaceClassifier, meta: dict[str, Any]) -> 
 
 
 def load_detector(params: Params) -> AnimeDetector:
-    """The detector the `detector` stage trained, from params.paths.detector, on CUDA when present, with the eval
-    speed options that apply there."""
-    device = pick_device()
+    """The detector the `detector` stage trained, from params.paths.detector, on the `device` param's device, with
+    the eval speed options that apply there."""
+    device = resolve_device(params.device)
     return load_detector_from(Path(params.paths.detector), device, resolve_speed(params.eval, device))
 
 
@@ -194,6 +191,6 @@ def load_detector_from(
         raise UserError(
             f"anime detector in {folder}/ is unreadable ({type(e).__name__}): rerun the detector stage"
         ) from None
-    model.to(device or pick_device())
+    model.to(device or resolve_device("auto"))
     return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen, speed)
 

@@ -2,7 +2,7 @@
 
 Usage:
     from pipeline.metrics.detector.training import fit_detector
-    result = fit_detector(faces, params.detector, device=pick_device())   # faces: uint8 (N, H, W, 3), may be mmapped
+    result = fit_detector(faces, params.detector, device=resolve_device(params.device))  # faces: uint8 (N, H, W, 3)
     result.model, result.threshold, result.metrics, result.meta
 
 Three disjoint parts of the faces, from a permutation seeded by detector.seed:
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.config import DetectorParams
+from pipeline.core.device import describe
 from pipeline.core.errors import UserError
 from pipeline.core.progress import progress
 from pipeline.metrics.detector.data import (
@@ -192,7 +193,7 @@ def fit_detector(faces: np.ndarray, p: DetectorParams, device: torch.device) -> 
         "calibration": rates(calibration, threshold),
         "train_seconds": round(train_seconds, 1),
         "faces": {"train": len(split.train), "calibration": len(split.calibration), "holdout": len(split.holdout)},
-        "device": device.type,
+        "device": describe(device),
     }
     meta = {
         "threshold": threshold,
