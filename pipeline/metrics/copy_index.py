@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.copies import BLUR_SIGMA, MAX_SHIFT, blurred, copy_distances
+from pipeline.metrics.copies import BLUR_SIGMA, MAX_SHIFT, blurred, copy_distances
 
 log = logging.getLogger(__name__)
 
