@@ -25,6 +25,7 @@ counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from pipeline.core.image_grid import save_grid
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
+from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
 from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
 from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
 from pipeline.metrics.prdc import PrdcReference
@@ -180,13 +182,14 @@ def _context(params: Params) -> dict[str, Any]:
     check_prdc_subset(reference, params, folder)
     detector = get_detector(params.eval.afd.detector, params)
     unseen = getattr(detector, "unseen_faces", None)  # only a trained detector has faces it never saw
-    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices)
+    index, pixel_calibration = _copy_cache(params, faces, data_sha256)
+    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices, index=index)
     return {
         "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector,
         "real": real_subset(faces, params.eval.afd.real_count, among=unseen),
         "real_from": "all" if unseen is None else "detector holdout",
         "faces": faces, "prdc": PrdcReference(reference.prdc_features, params.eval.prdc.k),
-        "copies": copies, "calibration": _calibration(params, copies),
+        "copies": copies, "calibration": _calibration(params, copies, pixel_calibration),
     }  # fmt: skip
 
 
@@ -205,11 +208,24 @@ def check_prdc_subset(reference: Any, params: Params, folder: Path) -> None:
         raise UserError(f"eval.prdc.reference_count: {want} reference faces, but k-NN needs more than k={prdc.k}")
 
 
-def _calibration(params: Params, copies: CopyCheck) -> Calibration:
+def _copy_cache(params: Params, faces: np.ndarray, data_sha256: str) -> tuple[Any, Calibration]:
+    """The copy_index stage's index and calibration; computed here (and not kept) when absent or stale."""
+    settings = CopySettings.from_params(params)
+    cached = load_copy_cache(Path(params.paths.copy_index), faces, data_sha256, settings)
+    if cached is not None:
+        return cached
+    log.warning(
+        "no current copy index in %s: computing it for this run (`animegan copy-index` caches it)",
+        params.paths.copy_index,
+    )
+    return compute_copy_cache(faces, settings)
+
+
+def _calibration(params: Params, copies: CopyCheck, pixel: Calibration) -> Calibration:
     c = params.eval.copies
     if c.threshold > 0:
         return Calibration(threshold=c.threshold, method="fixed")
-    return copies.calibrate(c.calibration_count, c.quantile, c.seed, params.sample.jpeg_quality)
+    return dataclasses.replace(pixel, feature_quantile=copies.feature_quantile(pixel.quantile or c.quantile))
 
 
 def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ CLUSTER_SIZE = 64  # faces per k-means cluster on average: about sqrt(N) cluster
 KMEANS_ITERATIONS = 8
 PCA_SAMPLE = 20000  # faces the principal components are fitted on (any orthonormal basis keeps the bound exact)
 BUILD_CHUNK = 2048  # faces blurred and projected at a time
+SCAN_ROWS = 4096  # faces whose bounds are computed at once
 EXACT_BATCH = 16  # candidates whose exact distance is computed at once
 SLACK_REL, SLACK_ABS = 1e-4, 1e-6  # bounds are lowered by this much against float32 rounding
 FEATURES_FILE = "copy_index.npz"
@@ -221,16 +222,23 @@ class CopyIndex:
 
     def _one(self, image: np.ndarray, query: np.ndarray, scale: float, skip: int) -> tuple[int, float]:
         self.stats.queries += 1
-        diff = query[:, None, :] - self.centres[None]
-        centre_d = np.sqrt(np.einsum("skd,skd->sk", diff, diff, dtype=np.float64).min(axis=0))
+        centre_d = np.empty(len(self.centres))
+        for start in range(0, len(self.centres), SCAN_ROWS):
+            diff = query[:, None, :] - self.centres[None, start : start + SCAN_ROWS]
+            centre_d[start : start + SCAN_ROWS] = np.einsum("skd,skd->sk", diff, diff, dtype=np.float64).min(axis=0)
+        centre_d = np.sqrt(centre_d)
         cluster_bound = lower((centre_d - self.radii) * scale)
-        # a first best distance from the most promising cluster, then every cluster that may still hold a closer face
-        first = int(np.argmin(cluster_bound))
-        best = self._scan(image, query, scale, skip, np.array([first]), (np.inf, -1))
-        rest = np.flatnonzero(cluster_bound <= best[0])
-        rest = rest[rest != first]
-        if len(rest):
-            best = self._scan(image, query, scale, skip, rest, best)
+        # clusters nearest bound first, a group of about SCAN_ROWS faces at a time (memory stays bounded); a
+        # cluster whose bound exceeds the best distance found so far is never read
+        order = np.argsort(cluster_bound, kind="stable")
+        sizes = self.starts[order + 1] - self.starts[order]
+        best = (np.inf, -1)
+        at = 0
+        while at < len(order) and cluster_bound[order[at]] <= best[0]:
+            stop = at + 1 + int(np.searchsorted(np.cumsum(sizes[at + 1 :]), SCAN_ROWS - sizes[at]))
+            group = order[at:stop]
+            best = self._scan(image, query, scale, skip, group[cluster_bound[group] <= best[0]], best)
+            at = stop
         return best[1], best[0]
 
     def _scan(

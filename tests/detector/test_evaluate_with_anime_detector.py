@@ -38,7 +38,7 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     torch.manual_seed(0)
     untrained = Generator(z_dim=8, g_features=4, image_size=64).eval()
     save_generator(tmp_path / "models" / "generator.pt", untrained, generator_config("dcgan", 8, 4, 64))
-    names = ("clean", "fid_reference", "models", "samples", "metrics", "plots", "detector")
+    names = ("clean", "fid_reference", "copy_index", "models", "samples", "metrics", "plots", "detector")
     params = load_params(
         PARAMS_FILE,
         [f"paths.{k}={tmp_path / k}" for k in names]
