@@ -44,7 +44,8 @@ from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
 from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
-from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
+from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
+from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, score_draws
 from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
 from pipeline.metrics.prdc import PrdcReference
 from pipeline.train.generator_file import load_generator
@@ -182,11 +183,16 @@ def _context(params: Params) -> dict[str, Any]:
     check_prdc_subset(reference, params, folder)
     detector = get_detector(params.eval.afd.detector, params)
     unseen = getattr(detector, "unseen_faces", None)  # only a trained detector has faces it never saw
+    cached_real = None
+    if params.eval.afd.detector == "anime":
+        cached_real = cached_afd_real(Path(params.paths.detector), detector, faces, params.eval.afd.real_count)
     index, pixel_calibration = _copy_cache(params, faces, data_sha256)
     copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices, index=index)
     return {
         "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector,
-        "real": real_subset(faces, params.eval.afd.real_count, among=unseen),
+        "real": None if cached_real else real_subset(faces, params.eval.afd.real_count, among=unseen),
+        "afd_real": cached_real["afd_real"] if cached_real else None,
+        "real_count": cached_real["real_count"] if cached_real else None,
         "real_from": "all" if unseen is None else "detector holdout",
         "faces": faces, "prdc": PrdcReference(reference.prdc_features, params.eval.prdc.k),
         "copies": copies, "calibration": _calibration(params, copies, pixel_calibration),
@@ -231,10 +237,11 @@ def _calibration(params: Params, copies: CopyCheck, pixel: Calibration) -> Calib
 def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
     kid = params.eval.kid
     return score_draws(
-        draws, ctx["backbone"], ctx["reference"], ctx["detector"], ctx["real"],
+        draws, ctx["backbone"], ctx["reference"], ctx["detector"],
+        ctx["real"] if ctx["real"] is not None else np.zeros((0, 1, 1, 3), np.uint8),
         batch_size=params.eval.fid.batch_size, kid_subsets=kid.subsets, kid_subset_size=kid.subset_size,
         kid_seed=kid.seed, prdc=ctx["prdc"], copies=ctx["copies"], copy_threshold=ctx["calibration"].threshold,
-        worst=params.eval.copies.worst,
+        worst=params.eval.copies.worst, afd_real=ctx["afd_real"],
     )  # fmt: skip
 
 
@@ -245,7 +252,7 @@ def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
         "kid_subsets": kid.subsets,
         "kid_subset_size": kid.subset_size,
         "kid_seed": kid.seed,
-        "afd_real_count": len(ctx["real"]),
+        "afd_real_count": ctx["real_count"] if ctx["real"] is None else len(ctx["real"]),
         "afd_real_from": ctx["real_from"],
         "prdc_k": params.eval.prdc.k,
         "prdc_reference_count": ctx["reference"].meta.get("prdc_count"),

@@ -16,7 +16,7 @@ import torch
 from pipeline.core.config import load_params
 from pipeline.core.errors import UserError
 from pipeline.data.cartoon import cartoon_faces
-from pipeline.metrics.evaluation import real_subset
+from pipeline.metrics.detector.afd_real import real_subset
 from pipeline.train.families.dcgan import Generator
 from pipeline.train.generator_file import generator_config, save_generator
 from stages import detector, evaluate, fid_reference, sample
