@@ -77,6 +77,12 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     assert len(holdout) == 40 and m["provenance"]["afd_real_from"] == "detector holdout"
     assert m["provenance"]["afd_real_count"] == 20
     assert m["afd"]["mean"] == 0.0  # an untrained generator's noise is not a face
+    # afd_real came from the detector stage's afd_real.json; without it evaluate measures the same number
+    cached = tmp_path / "detector" / "afd_real.json"
+    assert json.loads(cached.read_text())["afd_real"] == m["afd_real"]
+    cached.unlink()
+    evaluate.run(params)
+    assert json.loads((tmp_path / "metrics" / "eval.json").read_text())["afd_real"] == m["afd_real"]
 
 
 def test_afd_real_faces_come_only_from_the_given_indices() -> None:
