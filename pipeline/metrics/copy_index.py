@@ -114,6 +114,12 @@ class CopyIndex:
     radii: np.ndarray  # float64 (K,): largest member distance to the centre
     meta: dict[str, Any] = field(default_factory=dict)
     stats: QueryStats = field(default_factory=QueryStats)
+    prefix: np.ndarray = field(init=False, repr=False)  # float64 (N, PREFIX): the features' first components
+    prefix_sq: np.ndarray = field(init=False, repr=False)  # their squared norms
+
+    def __post_init__(self) -> None:
+        self.prefix = self.features[:, :PREFIX].astype(np.float64)
+        self.prefix_sq = (self.prefix * self.prefix).sum(axis=1)
 
     # --- building -------------------------------------------------------------------------------------------
 
@@ -250,9 +256,14 @@ class CopyIndex:
         rows = np.repeat(self.starts[clusters] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         self.stats.bounded += len(rows)
         best_d, best_i = best
-        # the first PREFIX components bound the whole sum from below: most faces stop there
-        part = query[:, None, :PREFIX] - self.features[rows, None, :PREFIX].transpose(1, 0, 2)
-        bound = lower(np.sqrt(np.einsum("skd,skd->sk", part, part, dtype=np.float64).min(axis=0)) * scale)
+        # the first PREFIX components bound the whole sum from below: most faces stop there. One matrix product
+        # (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) instead of a difference per shift
+        q = query[:, :PREFIX].astype(np.float64)
+        q_sq = (q * q).sum(axis=1)
+        f_sq = self.prefix_sq[rows]
+        sq = (q_sq[:, None] - 2 * (q @ self.prefix[rows].T)).min(axis=0) + f_sq
+        tol = 1e-9 * (q_sq.max() + f_sq)
+        bound = lower(np.sqrt(np.maximum(sq - tol, 0.0)) * scale)
         keep = (bound <= best_d) & (self.order[rows] != skip)
         rows = rows[keep]
         full = query[:, None, :] - self.features[rows][None]
