@@ -44,6 +44,7 @@ from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
 from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
+from pipeline.metrics.copy_index import CopyIndex
 from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
 from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, score_draws
 from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
@@ -224,6 +225,8 @@ def _copy_cache(params: Params, faces: np.ndarray, data_sha256: str) -> tuple[An
         "no current copy index in %s: computing it for this run (`animegan copy-index` caches it)",
         params.paths.copy_index,
     )
+    if params.eval.copies.threshold > 0:  # a fixed threshold needs no calibration
+        return CopyIndex.build(faces, seed=settings.seed), Calibration(threshold=0.0, method="unused")
     return compute_copy_cache(faces, settings)
 
 

@@ -149,7 +149,10 @@ class CopyIndex:
             window = face_window(np.asarray(faces[start:stop]), m)
             features[start:stop] = project(cell_project(window, edges_h, edges_w), offset, basis)
         k = max(1, n // CLUSTER_SIZE)
-        labels, centres = kmeans(features, k, rng)
+        labels, _ = kmeans(features[:, :PREFIX], k, rng)  # clustered on the first components: 5x cheaper at 71k
+        centres = np.zeros((labels.max() + 1, dim), np.float64)
+        np.add.at(centres, labels, features)
+        centres = (centres / np.bincount(labels)[:, None]).astype(np.float32)  # radii below: to these very centres
         order = np.argsort(labels, kind="stable")
         counts = np.bincount(labels, minlength=len(centres))
         starts = np.concatenate([[0], np.cumsum(counts)])
@@ -158,7 +161,7 @@ class CopyIndex:
         for c in range(len(centres)):
             members = sorted_features[starts[c] : starts[c + 1]].astype(np.float64)
             if len(members):
-                radii[c] = np.sqrt(((members - centres[c]) ** 2).sum(axis=1)).max()
+                radii[c] = np.sqrt(((members - centres[c].astype(np.float64)) ** 2).sum(axis=1)).max()
         meta = {
             "format": FORMAT, "count": n, "size": [h, w], "block": BLOCK, "dim": dim, "clusters": len(centres),
             "seed": seed, "blur_sigma": BLUR_SIGMA, "max_shift": MAX_SHIFT,
