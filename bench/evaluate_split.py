@@ -65,7 +65,7 @@ wrap(kid.KidReference, "score", "kid"); wrap(prdc.PrdcReference, "score", "prdc"
 wrap(cp.CopyCheck, "check", "copies"); wrap(cp.CopyCheck, "calibrate", "copy calibration")
 wrap(st, "generate", "draws"); wrap(st, "jpeg_roundtrip", "draws")
 T["imports"] = time.perf_counter() - t0
-sys.argv = {argv!r}
+sys.argv = ARGV
 from stages.cli import main
 try:
     main()
@@ -97,7 +97,8 @@ def stage(name: str, sets: list[str], cwd: Path, env: dict[str, str]) -> float:
 def split(code: Path, sets: list[str], env: dict[str, str]) -> dict[str, float]:
     opts = [a for s in sets for a in ("--set", s)]
     before = load()
-    wall, out = run(["-c", CHILD.format(argv=["animegan", "evaluate", *opts])], code, {**env, "PYTHONPATH": str(code)})
+    child = CHILD.replace("ARGV", repr(["animegan", "evaluate", *opts]))
+    wall, out = run(["-c", child], code, {**env, "PYTHONPATH": str(code)})
     parts = json.loads([line for line in out.splitlines() if line.startswith("SPLIT ")][-1][6:])
     parts = {k: parts.get(k, 0.0) for k in (*PARTS, "imports")}
     parts["fixed"] = wall - sum(parts[k] for k in PARTS)
@@ -183,7 +184,11 @@ def main() -> None:
               f"{args.repeats} draws of {args.samples}, reference {args.reference}, "
               f"detector {args.detector}")  # fmt: skip
         print(f"set-up (once per work folder; load {load()}):")
+        done = {"sample": work / "samples", "detector": work / "models" / "detector" / "detector.pt"}
         for name in ("sample", "fid-reference", *(["detector"] if args.detector == "anime" else []), "copy-index"):
+            if name in done and done[name].exists():  # fid-reference and copy-index keep a current output themselves
+                print(f"  {name:<14} (kept from an earlier run in this work folder)")
+                continue
             print(f"  {name:<14} {stage(name, ours, REPO, env):8.1f} s")
         rows = {"this checkout": split(REPO, ours, env)}
         if args.baseline != "none":
