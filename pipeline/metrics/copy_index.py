@@ -21,15 +21,16 @@ d_s^2 >= (1/n) |X_s - Y_V|^2, where Y_V is the face on V (one vector per face) a
 (nine per image). A linear map P whose rows are orthonormal never lengthens a vector, so
 d(x, y) >= min_s |P X_s - P Y_V| / sqrt(n). P is the mean over BLOCK x BLOCK cells (scaled by the cell's square
 root: orthonormal rows) followed by the top DIM principal components of the faces' cell means (orthonormal too).
-The index stores P Y_V for every face (N x DIM floats), grouped into k-means clusters with each cluster's radius
-(largest member distance to its centre): by the triangle inequality no member of a cluster is closer than
-|P X_s - centre| - radius, so whole clusters are passed over unread.
-
-A query visits clusters in the order of that bound, computes the members' bounds, and the exact copy distance only
-for faces whose bound is at most the best distance so far (ties included), nearest bound first; it stops when the
-next cluster's bound exceeds the best distance. Bounds are lowered by SLACK so float32 rounding never prunes a face
-that the exhaustive search would pick. The exact distances come from the same function as the exhaustive search's,
-one image at a time, so equal pairs give equal bits and ties break the same way.
+The index stores P Y_V for every face (N x DIM floats; rows grouped by k-means cluster, with each cluster's
+centre and radius for a triangle-inequality bound on whole clusters; on anime faces that bound prunes little, so
+queries do not use it today). A query (a batch of QUERY_BATCH images at once) computes, by one matrix product per
+SCAN_ROWS faces, the bound from the first PREFIX components against every face: 24 numbers per face instead of the
+copy distance's 11,532 per shift; then the full-DIM bound for the FIRST faces of smallest bound and the exact copy
+distance for them, nearest bound first, which gives a best distance; then every other face whose bound is at most
+that distance (ties included), until the next bound exceeds the best. Bounds are lowered by SLACK so float
+rounding never prunes a face that the exhaustive search would pick. The exact distances come from the same
+function as the exhaustive search's, one image at a time, so equal pairs give equal bits and ties break the same
+way. On 71,314 faces (bench/copy_index.py) a query compares about 4 faces exactly.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ KMEANS_ITERATIONS = 8
 PCA_SAMPLE = 20000  # faces the principal components are fitted on (any orthonormal basis keeps the bound exact)
 BUILD_CHUNK = 2048  # faces blurred and projected at a time
 SCAN_ROWS = 4096  # faces whose bounds are computed at once
+FIRST = 8  # faces of smallest bound compared first, for a first best distance
+QUERY_BATCH = 64  # images whose bounds are computed together
 EXACT_BATCH = 4  # candidates whose exact distance is computed at once
 SLACK_REL, SLACK_ABS = 1e-4, 1e-6  # bounds are lowered by this much against float32 rounding
 FEATURES_FILE = "copy_index.npz"
@@ -92,14 +95,14 @@ class QueryStats:
     queries: int = 0
     exact: int = 0  # face comparisons by the exact copy distance
     bounded: int = 0  # faces whose short-vector bound was computed
-    clusters: int = 0  # clusters opened
+    prefix: int = 0  # faces whose PREFIX-component bound was computed (all of them)
 
     def as_dict(self, faces: int) -> dict[str, Any]:
         q = max(1, self.queries)
         return {
             "queries": self.queries, "faces": faces, "exact_per_query": self.exact / q,
-            "bounded_per_query": self.bounded / q, "clusters_per_query": self.clusters / q,
-            "touched_share": (self.exact + self.bounded) / q / max(1, faces),
+            "bounded_per_query": self.bounded / q, "prefix_per_query": self.prefix / q,
+            "exact_share": self.exact / q / max(1, faces),
         }  # fmt: skip
 
 
@@ -118,9 +121,13 @@ class CopyIndex:
     prefix: np.ndarray = field(init=False, repr=False)  # float64 (N, PREFIX): the features' first components
     prefix_sq: np.ndarray = field(init=False, repr=False)  # their squared norms
 
+    row_of: np.ndarray = field(init=False, repr=False)  # int64 (N,): the feature row of each face
+
     def __post_init__(self) -> None:
-        self.prefix = self.features[:, :PREFIX].astype(np.float64)
+        self.prefix = np.ascontiguousarray(self.features[:, :PREFIX].astype(np.float64))
         self.prefix_sq = (self.prefix * self.prefix).sum(axis=1)
+        self.row_of = np.empty(len(self.order), np.int64)
+        self.row_of[self.order] = np.arange(len(self.order))
 
     # --- building -------------------------------------------------------------------------------------------
 
@@ -221,55 +228,62 @@ class CopyIndex:
         scale = 1.0 / np.sqrt((h - 2 * m) * (w - 2 * m) * 3)  # copy distance = RMS over the central window
         index = np.empty(len(images), np.int64)
         dist = np.empty(len(images), np.float64)
-        for start in range(0, len(images), 64):
-            batch = blurred(images[start : start + 64])
+        for start in range(0, len(images), QUERY_BATCH):
+            batch = blurred(images[start : start + QUERY_BATCH])
             queries = self.query_features(batch)
+            bounds = self.prefix_bounds(queries, scale)
             for j in range(len(batch)):
                 i = start + j
                 skip = -1 if exclude is None else int(exclude[i])
-                index[i], dist[i] = self._one(batch[j], queries[j], scale, skip)
+                index[i], dist[i] = self._one(batch[j], queries[j], bounds[j], scale, skip)
         return index, dist
 
-    def _one(self, image: np.ndarray, query: np.ndarray, scale: float, skip: int) -> tuple[int, float]:
+    def prefix_bounds(self, queries: np.ndarray, scale: float) -> np.ndarray:
+        """float64 (B, N): each query's bound on every face row from the first PREFIX components, by matrix products
+        (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) over SCAN_ROWS rows at a time."""
+        b, shifts, _ = queries.shape
+        q = torch.from_numpy(queries[:, :, :PREFIX].reshape(b * shifts, PREFIX).astype(np.float64))
+        q_sq = (q * q).sum(dim=1)
+        out = np.empty((b, len(self.features)), np.float64)
+        for start in range(0, len(self.features), SCAN_ROWS):
+            rows = slice(start, start + SCAN_ROWS)
+            f = torch.from_numpy(self.prefix[rows])
+            f_sq = torch.from_numpy(self.prefix_sq[rows])
+            sq = (q_sq[:, None] - 2 * (q @ f.T)).reshape(b, shifts, -1).amin(dim=1) + f_sq[None]
+            tol = 1e-9 * (q_sq.max() + f_sq)[None]
+            out[:, rows] = torch.sqrt(torch.clamp(sq - tol, min=0.0)).numpy()
+        out *= scale * (1 - SLACK_REL)  # lower() in place: the array is the query batch's largest
+        out -= SLACK_ABS
+        return out
+
+    def _one(self, image: np.ndarray, query: np.ndarray, bound: np.ndarray, scale: float, skip: int
+             ) -> tuple[int, float]:  # fmt: skip
+        """The nearest face of one image: a first best distance from the FIRST faces of smallest bound, then every
+        face whose bound is at most that distance, nearest bound first, until the next bound exceeds the best."""
         self.stats.queries += 1
-        centre_d = np.empty(len(self.centres))
-        for start in range(0, len(self.centres), SCAN_ROWS):
-            diff = query[:, None, :] - self.centres[None, start : start + SCAN_ROWS]
-            centre_d[start : start + SCAN_ROWS] = np.einsum("skd,skd->sk", diff, diff, dtype=np.float64).min(axis=0)
-        centre_d = np.sqrt(centre_d)
-        cluster_bound = lower((centre_d - self.radii) * scale)
-        # clusters nearest bound first, a group of about SCAN_ROWS faces at a time (memory stays bounded); a
-        # cluster whose bound exceeds the best distance found so far is never read
-        order = np.argsort(cluster_bound, kind="stable")
-        sizes = self.starts[order + 1] - self.starts[order]
-        best = (np.inf, -1)
-        at = 0
-        while at < len(order) and cluster_bound[order[at]] <= best[0]:
-            stop = at + 1 + int(np.searchsorted(np.cumsum(sizes[at + 1 :]), SCAN_ROWS - sizes[at]))
-            group = order[at:stop]
-            best = self._scan(image, query, scale, skip, group[cluster_bound[group] <= best[0]], best)
-            at = stop
+        self.stats.prefix += len(bound)
+        if skip >= 0:
+            bound = bound.copy()
+            bound[self.row_of[skip]] = np.inf
+        first = np.argpartition(bound, min(FIRST, len(bound) - 1))[:FIRST]
+        best = self._refine(image, query, first, bound[first], scale, (np.inf, -1))
+        rest = np.flatnonzero(bound <= best[0])
+        rest = rest[~np.isin(rest, first)]
+        for start in range(0, len(rest), SCAN_ROWS):  # bounded memory however many faces tie
+            rows = rest[start : start + SCAN_ROWS]
+            rows = rows[bound[rows] <= best[0]]
+            best = self._refine(image, query, rows, bound[rows], scale, best)
         return best[1], best[0]
 
-    def _scan(
-        self, image: np.ndarray, query: np.ndarray, scale: float, skip: int, clusters: np.ndarray,
+    def _refine(
+        self, image: np.ndarray, query: np.ndarray, rows: np.ndarray, bound: np.ndarray, scale: float,
         best: tuple[float, int],
-    ) -> tuple[float, int]:
-        self.stats.clusters += len(clusters)
-        counts = self.starts[clusters + 1] - self.starts[clusters]
-        rows = np.repeat(self.starts[clusters] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        self.stats.bounded += len(rows)
+    ) -> tuple[float, int]:  # fmt: skip
+        """Rows whose prefix bound passed: the bound from all DIM components, then the exact distance."""
         best_d, best_i = best
-        # the first PREFIX components bound the whole sum from below: most faces stop there. One matrix product
-        # (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) instead of a difference per shift
-        q = query[:, :PREFIX].astype(np.float64)
-        q_sq = (q * q).sum(axis=1)
-        f_sq = self.prefix_sq[rows]
-        sq = (q_sq[:, None] - 2 * (q @ self.prefix[rows].T)).min(axis=0) + f_sq
-        tol = 1e-9 * (q_sq.max() + f_sq)
-        bound = lower(np.sqrt(np.maximum(sq - tol, 0.0)) * scale)
-        keep = (bound <= best_d) & (self.order[rows] != skip)
+        keep = bound <= best_d
         rows = rows[keep]
+        self.stats.bounded += len(rows)
         full = query[:, None, :] - self.features[rows][None]
         bound = lower(np.sqrt(np.einsum("skd,skd->sk", full, full, dtype=np.float64).min(axis=0)) * scale)
         keep = bound <= best_d

@@ -89,9 +89,10 @@ def test_a_query_reads_the_faces_it_compares_not_the_training_set(
     monkeypatch.setattr(copy_index, "SCAN_ROWS", 256)  # faces bounded at a time, below both sizes
     small = _peak_of_nearest(tmp_path / "small.npy", 2000)
     large = _peak_of_nearest(tmp_path / "large.npy", 20000)
-    block = 9 * copy_index.SCAN_ROWS * copy_index.DIM * 4  # one group's bound arrays (9 shifts, float32)
-    assert large < small + 2 * block  # ten times the faces: at most another group's worth (more rows pass a bound)
-    assert large < 20000 * 16 * 16 * 3 / 4  # far below the array (15 MB) it streamed through
+    block = 9 * copy_index.SCAN_ROWS * copy_index.DIM * 8  # one group's bound arrays (9 shifts, float64)
+    bounds = 8 * 20 * (20000 - 2000)  # each image's bound on every face: 8 bytes a face, not the face's 768
+    assert large < small + 2 * block + 1.5 * bounds
+    assert large < 20000 * 16 * 16 * 3 / 3  # far below the faces (15 MB): only the candidates are read
 
 
 def test_folder_images_of_another_size_are_compared_at_the_training_size() -> None:
