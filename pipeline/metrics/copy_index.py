@@ -242,7 +242,8 @@ class CopyIndex:
         """float64 (B, N): each query's bound on every face row from the first PREFIX components, by matrix products
         (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) over SCAN_ROWS rows at a time."""
         b, shifts, _ = queries.shape
-        q = torch.from_numpy(queries[:, :, :PREFIX].reshape(b * shifts, PREFIX).astype(np.float64))
+        width = self.prefix.shape[1]  # PREFIX, or fewer when the index keeps fewer components (tiny data)
+        q = torch.from_numpy(queries[:, :, :width].reshape(b * shifts, width).astype(np.float64))
         q_sq = (q * q).sum(dim=1)
         out = np.empty((b, len(self.features)), np.float64)
         for start in range(0, len(self.features), SCAN_ROWS):

@@ -82,3 +82,9 @@ def test_index_equals_exhaustive_on_the_5k_real_faces() -> None:
     assert_same_as_exhaustive(index, faces, faces[held], exclude=held)
     stats = index.stats.as_dict(len(faces))
     assert stats["exact_per_query"] < 0.05 * len(faces)  # the exact distance on a small part of the faces
+
+
+def test_fewer_faces_than_components() -> None:
+    faces = cartoon_faces(count=10, size=16, seed=6)  # the index keeps at most 10 components here
+    index = CopyIndex.build(faces, seed=0)
+    assert_same_as_exhaustive(index, faces, edited_copies(faces, [0, 9]))
