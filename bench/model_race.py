@@ -129,8 +129,8 @@ def _one_thread() -> None:
 def scorer(args: argparse.Namespace, faces: np.ndarray) -> dict[str, Any]:
     """Backbone, reference, detector and real faces, loaded once per worker process."""
     if not _CACHE:
+        from pipeline.metrics.detector.afd_real import real_subset
         from pipeline.metrics.detector.model import load_detector_from
-        from pipeline.metrics.evaluation import real_subset
         from pipeline.metrics.fid_reference import load_reference
         from pipeline.metrics.inception import load_backbone
 

@@ -98,6 +98,7 @@ _stage_command("train", "Train the GAN on the clean faces (resumes from paths.mo
 _stage_command("detector", "Train the anime-face detector (eval.afd.detector: anime) on the clean faces.")
 _stage_command("sample", "Draw sample.count images from the generator: samples/1.jpg .. N.jpg and submission.tgz.")
 _stage_command("fid_reference", "Inception statistics of the clean faces, cached in paths.fid_reference.")
+_stage_command("copy_index", "The copy check's index over the clean faces and its calibration, in paths.copy_index.")
 
 
 @app.command("evaluate")

@@ -4,7 +4,8 @@ Usage:
     animegan detector [--set detector.epochs=5]      # or: dvc repro detector
 
 Reads <paths.clean>/faces.npy. Writes <paths.detector>/ (detector.pt, meta.json, holdout.npy: the held-out face
-indices, from which evaluate draws the real faces for afd_real) and
+indices, from which the real faces for afd_real are drawn; afd_real.json: the detector's rate on
+eval.afd.real_count of them, under the eval speed options, which evaluate reads instead of measuring it) and
 <paths.metrics>/detector.json (held-out recall, false-positive rate per negative kind, threshold, training time)
 for `dvc metrics diff`.
 """
@@ -18,8 +19,10 @@ import numpy as np
 from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
+from pipeline.core.speed import resolve_speed
 from pipeline.data.clean import load_clean_faces
-from pipeline.metrics.detector.model import HOLDOUT_FILE, save_detector
+from pipeline.metrics.detector.afd_real import AFD_REAL_FILE, afd_real_record
+from pipeline.metrics.detector.model import HOLDOUT_FILE, load_detector_from, save_detector
 from pipeline.metrics.detector.training import fit_detector
 
 
@@ -34,5 +37,9 @@ def run(params: Params) -> None:
         folder = out.folder(target)
         digest = save_detector(folder, result.model, result.meta)
         np.save(folder / HOLDOUT_FILE, result.split.holdout)
+        # afd_real depends only on the faces and this detector: measured once here, as evaluate would load it
+        detector = load_detector_from(folder, device, resolve_speed(params.eval, device))
+        record = afd_real_record(detector, faces, params.eval.afd.real_count)
+        (folder / AFD_REAL_FILE).write_text(json_text(record), encoding="utf-8")
         metrics = {**result.metrics, "weights_sha256": digest}
         out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")

@@ -25,6 +25,7 @@ counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -44,7 +45,10 @@ from pipeline.core.image_grid import save_grid
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
-from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, real_subset, score_draws
+from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
+from pipeline.metrics.copy_index import CopyIndex
+from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
+from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, score_draws
 from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
 from pipeline.metrics.prdc import PrdcReference
 from pipeline.train.generator_file import load_generator
@@ -183,13 +187,19 @@ def _context(params: Params, device: torch.device | None = None) -> dict[str, An
     check_prdc_subset(reference, params, folder)
     detector = get_detector(params.eval.afd.detector, params)
     unseen = getattr(detector, "unseen_faces", None)  # only a trained detector has faces it never saw
-    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices)
+    cached_real = None
+    if params.eval.afd.detector == "anime":
+        cached_real = cached_afd_real(Path(params.paths.detector), detector, faces, params.eval.afd.real_count)
+    index, pixel_calibration = _copy_cache(params, faces, data_sha256)
+    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices, index=index)
     return {
         "data_sha256": data_sha256, "backbone": backbone, "reference": reference, "detector": detector,
-        "real": real_subset(faces, params.eval.afd.real_count, among=unseen),
+        "real": None if cached_real else real_subset(faces, params.eval.afd.real_count, among=unseen),
+        "afd_real": cached_real["afd_real"] if cached_real else None,
+        "real_count": cached_real["real_count"] if cached_real else None,
         "real_from": "all" if unseen is None else "detector holdout",
         "faces": faces, "prdc": PrdcReference(reference.prdc_features, params.eval.prdc.k),
-        "copies": copies, "calibration": _calibration(params, copies),
+        "copies": copies, "calibration": _calibration(params, copies, pixel_calibration),
     }  # fmt: skip
 
 
@@ -208,20 +218,36 @@ def check_prdc_subset(reference: Any, params: Params, folder: Path) -> None:
         raise UserError(f"eval.prdc.reference_count: {want} reference faces, but k-NN needs more than k={prdc.k}")
 
 
-def _calibration(params: Params, copies: CopyCheck) -> Calibration:
+def _copy_cache(params: Params, faces: np.ndarray, data_sha256: str) -> tuple[Any, Calibration]:
+    """The copy_index stage's index and calibration; computed here (and not kept) when absent or stale."""
+    settings = CopySettings.from_params(params)
+    cached = load_copy_cache(Path(params.paths.copy_index), faces, data_sha256, settings)
+    if cached is not None:
+        return cached
+    log.warning(
+        "no current copy index in %s: computing it for this run (`animegan copy-index` caches it)",
+        params.paths.copy_index,
+    )
+    if params.eval.copies.threshold > 0:  # a fixed threshold needs no calibration
+        return CopyIndex.build(faces, seed=settings.seed), Calibration(threshold=0.0, method="unused")
+    return compute_copy_cache(faces, settings)
+
+
+def _calibration(params: Params, copies: CopyCheck, pixel: Calibration) -> Calibration:
     c = params.eval.copies
     if c.threshold > 0:
         return Calibration(threshold=c.threshold, method="fixed")
-    return copies.calibrate(c.calibration_count, c.quantile, c.seed, params.sample.jpeg_quality)
+    return dataclasses.replace(pixel, feature_quantile=copies.feature_quantile(pixel.quantile or c.quantile))
 
 
 def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
     kid = params.eval.kid
     return score_draws(
-        draws, ctx["backbone"], ctx["reference"], ctx["detector"], ctx["real"],
+        draws, ctx["backbone"], ctx["reference"], ctx["detector"],
+        ctx["real"] if ctx["real"] is not None else np.zeros((0, 1, 1, 3), np.uint8),
         batch_size=params.eval.fid.batch_size, kid_subsets=kid.subsets, kid_subset_size=kid.subset_size,
         kid_seed=kid.seed, prdc=ctx["prdc"], copies=ctx["copies"], copy_threshold=ctx["calibration"].threshold,
-        worst=params.eval.copies.worst,
+        worst=params.eval.copies.worst, afd_real=ctx["afd_real"],
     )  # fmt: skip
 
 
@@ -232,7 +258,7 @@ def _extra(params: Params, ctx: dict[str, Any]) -> dict[str, Any]:
         "kid_subsets": kid.subsets,
         "kid_subset_size": kid.subset_size,
         "kid_seed": kid.seed,
-        "afd_real_count": len(ctx["real"]),
+        "afd_real_count": ctx["real_count"] if ctx["real"] is None else len(ctx["real"]),
         "afd_real_from": ctx["real_from"],
         "prdc_k": params.eval.prdc.k,
         "prdc_reference_count": ctx["reference"].meta.get("prdc_count"),

@@ -50,7 +50,7 @@ def npz_archive(path: Path) -> None:
 
 
 def stage_overrides(root: Path) -> list[str]:
-    paths = ("clean", "models", "metrics", "plots", "detector", "fid_reference")
+    paths = ("clean", "models", "metrics", "plots", "detector", "fid_reference", "copy_index")
     return [f"paths.{k}={root / k}" for k in paths] + ["data.image_size=16", "eval.fid.weights=untrained"]
 
 

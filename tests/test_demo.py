@@ -27,7 +27,7 @@ import pytest
 import yaml
 from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, run_demo
 
-STAGES = ("download", "clean", "detector", "fid_reference", "train", "sample", "evaluate")
+STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
 
 pytestmark = pytest.mark.slow
 

@@ -64,6 +64,7 @@ class PathsParams(Section):
     raw: str
     clean: str
     fid_reference: str
+    copy_index: str
     models: str
     samples: str
     submission: str
@@ -326,7 +327,7 @@ STAGE_FILES = {  # names the stages write inside the holder folders
 def output_layout(params: Params) -> list[tuple[str, Path, str]]:
     """(name, absolute path, how it is written) of every location a stage writes or reads, for check_output_paths."""
     paths = params.paths
-    replaced = ("raw", "clean", "fid_reference", "detector", "samples")
+    replaced = ("raw", "clean", "fid_reference", "copy_index", "detector", "samples")
     where = [(f"paths.{k}", getattr(paths, k), REPLACED) for k in replaced]
     where += [("paths.submission", paths.submission, FILE)]
     where += [(f"paths.{k}", getattr(paths, k), HOLDER) for k in ("models", "metrics", "plots")]

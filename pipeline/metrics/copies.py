@@ -2,7 +2,8 @@
 
 Usage:
     from pipeline.metrics.copies import CopyCheck
-    check = CopyCheck(faces, reference_features, reference_indices)   # faces: (N, S, S, 3) uint8, may be a memmap
+    check = CopyCheck(faces, reference_features, reference_indices, index=CopyIndex.load(folder, faces))
+    # faces: (N, S, S, 3) uint8, may be a memmap; without index=, one is built on first use
     calibration = check.calibrate(count=1000, quantile=0.01, seed=0, jpeg_quality=75)
     found = check.check(images, features, calibration.threshold)     # one draw
     found.fraction, found.flagged          # share and indices of images closer to a training face than threshold
@@ -12,9 +13,10 @@ Usage:
 Copy distance: both images are blurred (Gaussian, sigma BLUR_SIGMA px) and compared over their central crop at
 every shift of up to MAX_SHIFT pixels; the distance is the smallest root-mean-square difference (pixels in [0, 1]).
 The blur absorbs JPEG re-encoding, the shifts a moved crop, so an edited copy of a training face stays close while
-two different faces do not. The search is exhaustive over every clean face, streamed CHUNK faces at a time (a
-memmap is never read whole): a coarse pass ranks all faces by the distance of their COARSE x COARSE area averages
-and keeps CANDIDATES per image, then the copy distance picks the nearest of those.
+two different faces do not. The search is exact (the nearest by copy distance among every clean face, lowest index
+on ties) but compares only a small part of them: pipeline.metrics.copy_index bounds the copy distance from below
+with short vectors cached per face (the copy_index stage builds them once per clean data), and a memmap of the
+faces is read only at the candidates the bound cannot rule out.
 
 Calibration (the clean faces are all training faces, so "held-out" is made by leaving faces out): `count` clean
 faces chosen by `seed` are held out one at a time; each one's nearest copy distance to all the other clean faces
@@ -48,12 +50,9 @@ from pipeline.metrics.prdc import distances, kth_neighbour_radii, row_block, squ
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024  # clean faces read from the memmap at a time
-COARSE = 16  # side of the area-averaged image the coarse pass compares
-CANDIDATES = 4  # coarse neighbours per image that get the exact copy distance
+COARSE = 16  # side of the area-averaged image `coarse` compares
 BLUR_SIGMA = 1.0
 MAX_SHIFT = 1  # the edits a copy check must survive move a face by a pixel
-QUERY_BATCH = 64  # images whose candidates are compared at once (float32 differences: 12 MB at 64 px)
 SHIFTS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # calibration's edited copies cycle through these
 
 
@@ -114,53 +113,29 @@ class CopyCheck:
         faces: np.ndarray,
         reference_features: np.ndarray | None = None,
         reference_indices: np.ndarray | None = None,
+        index: Any = None,
     ) -> None:
         if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8 or len(faces) < 2:
             raise ValueError(f"expected at least 2 uint8 (N, S, S, 3) faces, got {faces.dtype} {faces.shape}")
         self.faces = faces
         self.size = faces.shape[1:3]
+        self.index = index  # a pipeline.metrics.copy_index.CopyIndex over `faces`, or None: built when first needed
         has_features = reference_features is not None and len(reference_features) > 0
         self.ref = np.asarray(reference_features, np.float64) if has_features else None
         self.ref_indices = np.asarray(reference_indices) if has_features else None
 
     def nearest(self, images: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(index, copy distance) of each image's nearest clean face; `exclude[i]` is a face image i may not match."""
-        images = self.fit(images)
-        query = coarse(images)
-        q_sq = squared_norms(query)
-        k = min(CANDIDATES, len(self.faces) - (exclude is not None))
-        best_d = np.full((len(images), k), np.inf, np.float32)
-        best_i = np.zeros((len(images), k), np.int64)
-        for start in range(0, len(self.faces), CHUNK):
-            stop = min(start + CHUNK, len(self.faces))
-            block = coarse(np.asarray(self.faces[start:stop]))
-            d = q_sq[:, None] - 2 * (query @ block.T) + squared_norms(block)[None, :]
-            if exclude is not None:
-                rows = np.flatnonzero((exclude >= start) & (exclude < stop))
-                d[rows, exclude[rows] - start] = np.inf
-            if d.shape[1] > k:  # the chunk's own k nearest first: the merge below then sorts 2k columns, not CHUNK
-                near = np.argpartition(d, k - 1, axis=1)[:, :k]
-                d = np.take_along_axis(d, near, axis=1)
-                chunk_i = near + start
-            else:
-                chunk_i = np.broadcast_to(np.arange(start, stop), d.shape)
-            all_d = np.concatenate([best_d, d], axis=1)
-            all_i = np.concatenate([best_i, chunk_i], axis=1)
-            keep = np.argpartition(all_d, k - 1, axis=1)[:, :k]
-            best_d = np.take_along_axis(all_d, keep, axis=1)
-            best_i = np.take_along_axis(all_i, keep, axis=1)
-        index = np.empty(len(images), np.int64)
-        dist = np.empty(len(images), np.float64)
-        for start in range(0, len(images), QUERY_BATCH):
-            stop = min(start + QUERY_BATCH, len(images))
-            cand = best_i[start:stop]
-            unique, inverse = np.unique(cand, return_inverse=True)  # sorted: the memmap is read in order
-            faces = blurred(np.asarray(self.faces[unique]))[inverse.reshape(cand.shape)]
-            d = copy_distances(blurred(images[start:stop]), faces)
-            pick = d.argmin(axis=1)
-            index[start:stop] = cand[np.arange(len(cand)), pick]
-            dist[start:stop] = d[np.arange(len(cand)), pick]
-        return index, dist
+        """(index, copy distance) of each image's nearest clean face; `exclude[i]` is a face image i may not match.
+        Exact (every face is considered; pipeline.metrics.copy_index compares only those its bound cannot rule out)."""
+        return self.copy_index().nearest(self.fit(images), exclude=exclude)
+
+    def copy_index(self) -> Any:
+        """The index over the clean faces: the one given (the copy_index stage's cache), else built here once."""
+        if self.index is None:
+            from pipeline.metrics.copy_index import CopyIndex  # here: copy_index builds on this module's distance
+
+            self.index = CopyIndex.build(self.faces)
+        return self.index
 
     def nearest_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(clean-face index, distance) of each feature row's nearest reference feature; None without a reference."""
@@ -196,14 +171,18 @@ class CopyCheck:
                 "copy check: edited copies land as far from their originals (%.4g) as new faces from the training "
                 "set (%.4g at quantile %g): it cannot tell them apart on these faces", edited_max, novel_q, quantile,
             )  # fmt: skip
-        feature_q = None
-        if self.ref is not None and len(self.ref) >= 2:
-            feature_q = float(np.quantile(kth_neighbour_radii(self.ref, 1), quantile))
+        feature_q = self.feature_quantile(quantile)
         return Calibration(
             threshold=threshold, method="calibrated", held_out=len(held), seed=seed, quantile=quantile,
             novel_quantile=novel_q, novel_min=float(novel.min()), edited_max=edited_max, jpeg_quality=jpeg_quality,
             feature_quantile=feature_q,
         )  # fmt: skip
+
+    def feature_quantile(self, quantile: float) -> float | None:
+        """The `quantile` of the reference subset's nearest-neighbour feature distances (None without two)."""
+        if self.ref is None or len(self.ref) < 2:
+            return None
+        return float(np.quantile(kth_neighbour_radii(self.ref, 1), quantile))
 
     def check(self, images: np.ndarray, features: np.ndarray | None, threshold: float) -> DrawCopies:
         index, dist = self.nearest(images)

@@ -1,7 +1,7 @@
 """Score draws of images with FID, KID and AFD against the cached reference; record what the numbers depend on.
 
 Usage:
-    from pipeline.metrics.evaluation import score_draws, provenance, read_image_folder, real_subset
+    from pipeline.metrics.evaluation import score_draws, provenance, read_image_folder
     metrics = score_draws(draws, backbone, reference, detector, real_images,
                           batch_size=50, kid_subsets=100, kid_subset_size=1000, kid_seed=0)
     metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
@@ -36,7 +36,6 @@ import numpy as np
 from PIL import Image
 
 from pipeline.core.device import describe
-from pipeline.core.errors import UserError
 from pipeline.data.clean import Dropped, decode_rgb
 from pipeline.metrics.afd import Detector, detection_rate
 from pipeline.metrics.copies import CopyCheck, DrawCopies
@@ -59,24 +58,6 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {"mean": float(arr.mean()), "std": std, "draws": [float(v) for v in arr]}
 
 
-def real_subset(faces: np.ndarray, count: int, among: np.ndarray | None = None) -> np.ndarray:
-    """`count` clean faces spread evenly over the array, or over the indices `among` (all when count >= len),
-    for afd_real. A trained detector passes the faces it never saw: its rate on training faces flatters it."""
-    if among is None:
-        if count >= len(faces):
-            return np.asarray(faces)
-        among = np.arange(len(faces))
-    elif len(among) and (among.min() < 0 or among.max() >= len(faces)):
-        raise UserError(
-            f"the detector's held-out face indices go up to {among.max()} but there are {len(faces)} clean faces: "
-            "the clean data changed since the detector was trained; rerun the detector stage"
-        )
-    among = np.sort(among)
-    if count < len(among):
-        among = among[np.linspace(0, len(among) - 1, count).round().astype(int)]
-    return np.asarray(faces[among])
-
-
 def score_draws(
     draws: Iterable[np.ndarray],
     backbone: Backbone,
@@ -91,7 +72,10 @@ def score_draws(
     copies: CopyCheck | None = None,
     copy_threshold: float = 0.0,
     worst: int = 0,
+    afd_real: float | None = None,
 ) -> dict[str, Any]:
+    """`afd_real`: the detector's rate on the real faces when already known (the detector stage's cache): then
+    `real_images` are not scored again."""
     kid_reference = KidReference(reference.kid_features, kid_subsets, kid_subset_size, kid_seed)
     fids, kids, kid_spread, afds = [], [], [], []
     prdcs: dict[str, list[float]] = {key: [] for key in PRDC_KEYS}
@@ -119,7 +103,8 @@ def score_draws(
         raise ValueError("no draws to score")
     if prdc is not None and not prdcs["precision"]:
         log.warning("precision/recall skipped: a draw needs more than k=%d images", prdc.k)
-    afd_real = detection_rate(detector, real_images) if len(real_images) else None
+    if afd_real is None:
+        afd_real = detection_rate(detector, real_images) if len(real_images) else None
     afd = summary(afds)
     if afd_real == 0:
         log.warning("the detector found no face in %d real images: afd_rel is undefined", len(real_images))

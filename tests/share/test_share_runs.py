@@ -23,9 +23,9 @@ import pytest
 from demo_workspace import WORKSPACE, run_demo
 
 GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
-STAGES = ("download", "clean", "detector", "fid_reference", "train", "sample", "evaluate")
+STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
 # what the teammate must get: the models, the samples, the clean faces and the FID reference (files and folders)
-PULLED = ("models", "samples", "submission.tgz", "data/clean", "data/fid_reference", "plots/train")
+PULLED = ("models", "samples", "submission.tgz", "data/clean", "data/fid_reference", "data/copy_index", "plots/train")
 GROUP = "baseline+baseline-seed1"  # a seed group: the course's baseline trained with its seed and with seed 1
 
 pytestmark = pytest.mark.slow

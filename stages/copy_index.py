@@ -1,0 +1,39 @@
+"""copy_index stage: paths.clean/faces.npy -> paths.copy_index/ (the copy check's index and its calibration).
+
+Usage:
+    animegan copy-index          # or: dvc repro copy_index
+    from stages.copy_index import run; run(load_params("params.yaml"))
+
+Computes, once per clean data, what the copy check needs beside the images it scores (see
+pipeline.metrics.copy_cache): the index that finds each image's nearest training face exactly while comparing only
+a few, and the threshold calibrated on held-out clean faces (eval.copies.calibration_count, quantile, seed;
+sample.jpeg_quality for the edited copies). `evaluate` reads both, so a training change never recomputes them.
+A folder that already holds them for the same faces and settings is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.core.atomic import remove_stale_temporaries
+from pipeline.core.config import Params
+from pipeline.data.clean import clean_faces_file, load_clean_faces
+from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache, save_copy_cache
+from pipeline.metrics.fid_reference import array_sha256
+
+log = logging.getLogger(__name__)
+
+
+def run(params: Params) -> None:
+    folder = Path(params.paths.copy_index)
+    remove_stale_temporaries(folder)
+    faces = load_clean_faces(params.paths.clean)
+    data_sha256 = array_sha256(clean_faces_file(params.paths.clean))
+    settings = CopySettings.from_params(params)
+    if load_copy_cache(folder, faces, data_sha256, settings) is not None:
+        log.info("copy index in %s is up to date (%d faces); delete it to recompute", folder, len(faces))
+        return
+    index, calibration = compute_copy_cache(faces, settings)
+    save_copy_cache(folder, index, calibration, faces, data_sha256, settings)
+    log.info("copy index and calibration of %d faces written to %s", len(faces), folder)

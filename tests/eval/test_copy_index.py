@@ -1,0 +1,90 @@
+"""The copy index answers exactly what comparing every training face answers: the same nearest face (lowest index
+among equal distances) at the same copy distance, bit for bit, so the same images are flagged at any threshold;
+and it compares only a part of the faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from real_faces import real_faces
+
+from pipeline.data.cartoon import cartoon_faces
+from pipeline.metrics.copies import edit
+from pipeline.metrics.copy_index import CopyIndex, exhaustive_nearest
+
+
+def edited_copies(faces: np.ndarray, picks: list[int]) -> np.ndarray:
+    moves = [(1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (0, 0)]
+    return np.stack([edit(faces[p], *moves[i % len(moves)], quality=75) for i, p in enumerate(picks)])
+
+
+def colour_shifted(faces: np.ndarray, shift: int) -> np.ndarray:
+    return np.clip(faces.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+
+
+def assert_same_as_exhaustive(index: CopyIndex, faces: np.ndarray, images: np.ndarray, exclude=None) -> None:
+    got_i, got_d = index.nearest(images, exclude=exclude)
+    want_i, want_d = exhaustive_nearest(faces, images, exclude=exclude)
+    assert got_i.tolist() == want_i.tolist()
+    assert got_d.tolist() == want_d.tolist()  # the same bits: the same function on the same pair
+    for threshold in (0.02, 0.046, 0.08, np.median(want_d)):
+        assert np.flatnonzero(got_d < threshold).tolist() == np.flatnonzero(want_d < threshold).tolist()
+
+
+@pytest.mark.parametrize("size", [16, 20])  # 20: cells of unequal size
+def test_index_equals_exhaustive_on_generated_faces(size: int) -> None:
+    faces = cartoon_faces(count=400, size=size, seed=3)
+    index = CopyIndex.build(faces, seed=0)
+    queries = np.concatenate([
+        edited_copies(faces, [0, 57, 199, 399]), colour_shifted(faces[[10, 20]], 40),
+        cartoon_faces(count=12, size=size, seed=99), faces[[5, 6]][:, ::-1],
+    ])  # fmt: skip
+    assert_same_as_exhaustive(index, faces, queries)
+    held = np.array([3, 140, 301])  # leave-one-out, as the calibration asks
+    assert_same_as_exhaustive(index, faces, faces[held], exclude=held)
+
+
+def test_ties_go_to_the_lowest_index_as_in_the_exhaustive_search() -> None:
+    faces = cartoon_faces(count=120, size=16, seed=4)
+    faces = np.concatenate([faces, faces[[7, 7, 30]]])  # exact duplicates at 120, 121 (of 7) and 122 (of 30)
+    index = CopyIndex.build(faces, seed=1)
+    got_i, got_d = index.nearest(faces[[121, 122]])
+    assert got_i.tolist() == [7, 30] and got_d.tolist() == [0.0, 0.0]
+    assert_same_as_exhaustive(index, faces, faces[[7, 30, 121]], exclude=np.array([7, 30, 121]))
+
+
+def test_saved_index_answers_as_the_built_one(tmp_path) -> None:
+    faces = cartoon_faces(count=200, size=16, seed=5)
+    built = CopyIndex.build(faces, seed=0)
+    built.save(tmp_path, {"data_sha256": "abc"})
+    loaded = CopyIndex.load(tmp_path, faces)
+    assert loaded.matches(faces) and loaded.meta["data_sha256"] == "abc"
+    assert not loaded.matches(faces[:199])
+    queries = edited_copies(faces, [1, 2, 3])
+    a, b = built.nearest(queries), loaded.nearest(queries)
+    assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+
+
+@pytest.mark.slow
+def test_index_equals_exhaustive_on_the_5k_real_faces() -> None:
+    faces = real_faces(range(5000))  # skips when the shared zip is absent
+    index = CopyIndex.build(faces, seed=0)
+    rng = np.random.default_rng(0)
+    picks = sorted(rng.choice(5000, 8, replace=False).tolist())
+    queries = np.concatenate([
+        edited_copies(faces, picks),                  # copies: flagged, nearest = their original
+        colour_shifted(faces[picks[:3]], 25),         # edited harder
+        faces[picks[3:6], :, ::-1],                   # mirrored: new faces, close to the data
+        cartoon_faces(count=3, size=64, seed=7),      # far from every face
+    ])  # fmt: skip
+    assert_same_as_exhaustive(index, faces, queries)
+    held = np.array(picks[:6])  # a calibration's held-out faces: each may not match itself
+    assert_same_as_exhaustive(index, faces, faces[held], exclude=held)
+    stats = index.stats.as_dict(len(faces))
+    assert stats["exact_per_query"] < 0.05 * len(faces)  # the exact distance on a small part of the faces
+
+
+def test_fewer_faces_than_components() -> None:
+    faces = cartoon_faces(count=10, size=16, seed=6)  # the index keeps at most 10 components here
+    index = CopyIndex.build(faces, seed=0)
+    assert_same_as_exhaustive(index, faces, edited_copies(faces, [0, 9]))
