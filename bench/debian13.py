@@ -161,7 +161,8 @@ def main() -> None:
     logs = RESULTS / "debian13-logs"
     logs.mkdir(parents=True, exist_ok=True)
     with Mounts(root):
-        rc, _ = chroot(root, f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)}")
+        install = f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)}"
+        rc, _ = chroot(root, install)
         if rc:
             sys.exit(f"apt-get install in the root failed ({rc})")
         if args.prepare_only:
@@ -177,7 +178,7 @@ def main() -> None:
         _, _ = chroot(root, f"cd /work/animegan && .venv/bin/python -c \"{VERSIONS}\"", 120, logs / "versions.log")
         found = (logs / "versions.log").read_text().split()
         names = ["python", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"]
-        versions = dict(zip(names, found)) if len(found) == len(names) else {"raw": found}
+        versions = dict(zip(names, found, strict=False)) if len(found) == len(names) else {"raw": found}
         rc_demo, t_demo = None, None
         if not args.no_demo:
             rc_demo, t_demo = chroot(root, "cd /work/animegan && make demo", args.demo_timeout, logs / "make-demo.log")

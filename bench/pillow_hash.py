@@ -16,15 +16,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ZIP = "shared/data/anime-faces-5k.zip"
 CLEAN = """
 import json, sys, time
 from pathlib import Path
-from pipeline.clean import clean_faces, decoder_versions
+from pipeline.data.clean import clean_faces, decoder_versions
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir()
 t = time.monotonic()
@@ -36,7 +36,7 @@ print(json.dumps({**decoder_versions(), "kept": r.kept, "sha256": r.sha256, "cle
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pillow", nargs="+", default=["10.4.0", "11.3.0", "12.3.0", "13.0.0"])
-    found = [f / "shared/data/anime-faces-5k.zip" for f in REPO.parents if (f / "shared/data/anime-faces-5k.zip").is_file()]
+    found = [f / ZIP for f in REPO.parents if (f / ZIP).is_file()]
     ap.add_argument("--zip", type=Path, default=found[0] if found else Path("../shared/data/anime-faces-5k.zip"))
     args = ap.parse_args()
     if not args.zip.is_file():
@@ -53,7 +53,8 @@ def main() -> None:
             subprocess.run([py, "-m", "pip", "install", "--quiet", f"Pillow=={version}", "numpy", "tqdm"], check=True)
             out = subprocess.run(
                 [py, "-c", CLEAN, str(tmp / "raw" / "faces"), str(tmp / f"clean-{version}")],
-                check=True, capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "ANIMEGAN_PROGRESS": "0"},
+                check=True, capture_output=True, text=True, cwd=REPO,
+                env={"PYTHONPATH": str(REPO), "ANIMEGAN_PROGRESS": "0"},
             )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)

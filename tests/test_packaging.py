@@ -92,7 +92,7 @@ def test_python_311_to_313_are_all_allowed() -> None:
 
 
 def test_ranges_are_ranges_except_where_said() -> None:
-    for name, req in requirements(with_dev=False).items():
+    for _name, req in requirements(with_dev=False).items():
         assert not any(s.operator == "==" for s in req.specifier), f"{req} is an exact pin; the lock holds pins"
 
 
@@ -120,7 +120,7 @@ def test_the_lock_matches_this_environment_where_make_installed_it() -> None:
 
     if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         pytest.skip("not the project's .venv (installed without the lock, e.g. Colab's case)")
-    python = "%d.%d" % sys.version_info[:2]
+    python = "{}.{}".format(*sys.version_info[:2])
     for name in ("torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"):
         try:
             assert Version(version(name)) == lock_for(python)[name], f"{name}: installed differs from the lock"

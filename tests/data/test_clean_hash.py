@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clean import clean_faces, decoder_versions
-from pipeline.config import load_params
+from pipeline.core.config import load_params
+from pipeline.data.clean import clean_faces, decoder_versions
 
 REPO = Path(__file__).resolve().parents[2]
 ZIP_NAME = "anime-faces-5k.zip"
