@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
     have = {k: v for k, v in PLATFORMS[args.platform].items() if k != "python"}
-    logs = REPO / "bench" / "results" / f"{args.platform}_case-logs"
+    logs = Path("/var/tmp/animegan-bench-logs") / f"{args.platform}_case"  # full logs stay out of the repo
     logs.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.venv, ignore_errors=True)
     subprocess.run([args.python, "-m", "venv", str(args.venv)], check=True)

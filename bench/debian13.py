@@ -10,8 +10,9 @@ packages, clones the committed branch of this repository into ROOT/work/animegan
 read-only beside it, as CI has ../shared), and runs `make test` and `make demo` there with nothing else on PATH.
 Pip downloads everything from PyPI (torch for Python 3.13 with its CUDA libraries is a GB-scale download the first
 time; the root's pip cache is kept between runs, the clone and its .venv are not). The host's CA bundle is copied
-in for pip. Writes bench/results/debian13.json and .md: Debian, Python, torch, torchvision, numpy, scipy, Pillow,
-pydantic versions, pytest's passed/failed/skipped counts, wall times and the load average.
+in for pip. Writes bench/results/debian13.json: Debian, Python, torch, torchvision, numpy, scipy, Pillow,
+pydantic versions, pytest's passed/failed/skipped counts and failing tests, wall times, the load average (full
+logs under /var/tmp/animegan-bench-logs/debian13/).
 """
 
 from __future__ import annotations
@@ -130,13 +131,15 @@ def bootstrap(root: Path, mirror: str) -> None:
 
 def pytest_counts(log: Path) -> dict:
     """passed/failed/skipped/errors from pytest's closing line, e.g. '== 3 failed, 402 passed, 5 skipped in 812s =='."""
-    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "deselected": 0, "summary": None}
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "deselected": 0, "summary": None, "not_passed": []}
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if re.search(r"\d+ (passed|failed)", ln)]
     if lines:
         last = lines[-1].strip("= \n")
         counts["summary"] = last
         for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", last):
             counts["errors" if word.startswith("error") else word] = int(n)
+    text = log.read_text(errors="replace").splitlines()
+    counts["not_passed"] = [ln for ln in text if ln.startswith(("FAILED ", "ERROR "))]
     return counts
 
 
@@ -158,7 +161,7 @@ def main() -> None:
     (root / HOST_CA_IN_ROOT.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CA_BUNDLE, root / HOST_CA_IN_ROOT.lstrip("/"))
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
-    logs = RESULTS / "debian13-logs"
+    logs = Path("/var/tmp/animegan-bench-logs/debian13")  # full logs stay out of the repo
     logs.mkdir(parents=True, exist_ok=True)
     with Mounts(root):
         install = f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)}"
@@ -200,6 +203,7 @@ def main() -> None:
         },
         "make_demo": None if rc_demo is None else {"exit_code": rc_demo, "wall_s": round(t_demo, 1)},
         "loadavg_before_after": [load_before, load_after],
+        "logs": str(logs),
         "cores": os.cpu_count(),
     }
     (RESULTS / "debian13.json").write_text(json.dumps(result, indent=2) + "\n")
