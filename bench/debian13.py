@@ -140,6 +140,10 @@ def pytest_counts(log: Path) -> dict:
             counts["errors" if word.startswith("error") else word] = int(n)
     text = log.read_text(errors="replace").splitlines()
     counts["not_passed"] = [ln for ln in text if ln.startswith(("FAILED ", "ERROR "))]
+    if not lines:  # killed by the timeout: count pytest -q's progress characters instead
+        progress = "".join(ln.split(" [")[0] for ln in text if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", ln))
+        counts.update(passed=progress.count("."), failed=progress.count("F"), skipped=progress.count("s"),
+                      errors=progress.count("E"), summary=f"no summary (timed out); {len(progress)} tests ran")
     return counts
 
 
