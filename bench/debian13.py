@@ -6,8 +6,9 @@
 
 Builds the root with `debootstrap --variant=minbase trixie ROOT MIRROR` (MIRROR is read at run time from this
 machine's own apt sources, never written here), installs python3, python3-venv, make and git from Debian's
-packages, clones the committed branch of this repository into ROOT/work/animegan (with /work/shared bound
-read-only beside it, as CI has ../shared), and runs `make test` and `make demo` there with nothing else on PATH.
+packages (g++ and python3-dev too: torch.compile on CPU builds C++), clones the committed branch of this
+repository into ROOT/work/animegan (with /work/shared bound read-only beside it, as CI has ../shared), and runs
+`make test` and `make demo` there with nothing else on PATH.
 Pip downloads everything from PyPI (torch for Python 3.13 with its CUDA libraries is a GB-scale download the first
 time; the root's pip cache is kept between runs, the clone and its .venv are not). The host's CA bundle is copied
 in for pip. Writes bench/results/debian13.json: Debian, Python, torch, torchvision, numpy, scipy, Pillow,
@@ -29,7 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-PACKAGES = ["python3", "python3-venv", "make", "git", "ca-certificates"]
+# g++ and python3-dev: torch.compile on CPU (inductor) builds C++; without them the compile tests skip.
+PACKAGES = ["python3", "python3-venv", "make", "git", "ca-certificates", "g++", "python3-dev"]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 HOST_CA_IN_ROOT = "/etc/ssl/certs/host-ca-bundle.crt"
 VERSIONS = (
