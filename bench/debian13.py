@@ -1,0 +1,220 @@
+"""The README's two commands on a fresh Debian 13 (trixie, Python 3.13) root, as a new user would run them.
+
+    apt-get install debootstrap          # once, on the host (root)
+    python bench/debian13.py             # make test, then make demo, in /var/tmp/animegan-debian13
+    python bench/debian13.py --no-demo --test-timeout 3000 --branch pkg
+
+Builds the root with `debootstrap --variant=minbase trixie ROOT MIRROR` (MIRROR is read at run time from this
+machine's own apt sources, never written here), installs python3, python3-venv, make and git from Debian's
+packages (g++ and python3-dev too: torch.compile on CPU builds C++), clones the committed branch of this
+repository into ROOT/work/animegan (with /work/shared bound read-only beside it, as CI has ../shared), and runs
+`make test` and `make demo` there with nothing else on PATH.
+Pip downloads everything from PyPI (torch for Python 3.13 with its CUDA libraries is a GB-scale download the first
+time; the root's pip cache is kept between runs, the clone and its .venv are not). The host's CA bundle is copied
+in for pip. Writes bench/results/debian13.json: Debian, Python, torch, torchvision, numpy, scipy, Pillow,
+pydantic versions, pytest's passed/failed/skipped counts and failing tests, wall times, the load average (full
+logs under /var/tmp/animegan-bench-logs/debian13/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+# g++ and python3-dev: torch.compile on CPU (inductor) builds C++; without them the compile tests skip.
+PACKAGES = ["python3", "python3-venv", "make", "git", "ca-certificates", "g++", "python3-dev"]
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+HOST_CA_IN_ROOT = "/etc/ssl/certs/host-ca-bundle.crt"
+VERSIONS = (
+    "import sys, importlib.metadata as m; "
+    "print(sys.version.split()[0]); "
+    "[print(m.version(p)) for p in ('torch', 'torchvision', 'numpy', 'scipy', 'pillow', 'pydantic')]"
+)
+
+
+def apt_mirror() -> str:
+    """The first Debian (non-security) archive URI in this machine's apt sources."""
+    sources = Path("/etc/apt")
+    text = ""
+    for f in [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*"))]:
+        if f.is_file() and (f.suffix in (".list", ".sources") or f.name == "sources.list"):
+            text += f.read_text(errors="replace") + "\n"
+    uris = re.findall(r"^URIs:\s*(\S+)", text, flags=re.M)
+    uris += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.M)
+    for uri in uris:
+        if "security" not in uri and "debian" in uri:
+            return uri
+    sys.exit("no Debian mirror found in /etc/apt/sources.list{,.d}")
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+class Mounts:
+    """proc, sys, dev, dev/pts, dev/shm and /work/shared (read-only) inside the root; unmounted on exit."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.done = root, []
+
+    def __enter__(self) -> Mounts:
+        binds = [
+            ("proc", "proc", ["-t", "proc", "proc"]),
+            ("sys", "sys", ["-t", "sysfs", "sysfs"]),
+            ("dev", "dev", ["--bind", "/dev"]),
+            ("dev/pts", "dev/pts", ["--bind", "/dev/pts"]),
+            ("dev/shm", "dev/shm", ["-t", "tmpfs", "tmpfs"]),
+        ]
+        if Path("/work/shared").is_dir():
+            binds.append(("work/shared", "work/shared", ["--bind", "/work/shared"]))
+        for _, rel, args in binds:
+            target = self.root / rel
+            target.mkdir(parents=True, exist_ok=True)
+            run(["mount", *args, str(target)])
+            self.done.append(target)
+            if rel == "work/shared":
+                run(["mount", "-o", "remount,bind,ro", str(target)])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for target in reversed(self.done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def chroot(root: Path, script: str, timeout: float | None = None, log: Path | None = None) -> tuple[int, float]:
+    """Run a bash script in the root with a clean environment; returns (exit code, seconds)."""
+    env = {
+        "HOME": "/root",
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "PIP_CERT": HOST_CA_IN_ROOT,
+        "SSL_CERT_FILE": HOST_CA_IN_ROOT,
+        "REQUESTS_CA_BUNDLE": HOST_CA_IN_ROOT,
+        "ANIMEGAN_PROGRESS": "0",
+        "PIP_DEFAULT_TIMEOUT": "180",
+    }
+    for k in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    cmd = ["chroot", str(root), "/bin/bash", "-c", script]
+    if timeout:
+        cmd = ["timeout", "--kill-after=30", str(int(timeout)), *cmd]
+    print("+ [chroot]", script, flush=True)
+    start = time.monotonic()
+    with open(log, "w") if log else open(os.devnull, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            out.write(line)
+            sys.stdout.write(line)
+        rc = proc.wait()
+    return rc, time.monotonic() - start
+
+
+def bootstrap(root: Path, mirror: str) -> None:
+    stamp = root / ".animegan-bootstrapped"
+    if stamp.exists():
+        return
+    if shutil.which("debootstrap") is None:
+        sys.exit("debootstrap is missing: apt-get install debootstrap")
+    run(["debootstrap", "--variant=minbase", "trixie", str(root), mirror])
+    stamp.write_text(mirror + "\n")
+
+
+def pytest_counts(log: Path) -> dict:
+    """passed/failed/skipped/errors from pytest's closing line, e.g. '== 3 failed, 402 passed, 5 skipped in 812s =='."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "deselected": 0, "summary": None, "not_passed": []}
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if re.search(r"\d+ (passed|failed)", ln)]
+    if lines:
+        last = lines[-1].strip("= \n")
+        counts["summary"] = last
+        for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", last):
+            counts["errors" if word.startswith("error") else word] = int(n)
+    text = log.read_text(errors="replace").splitlines()
+    counts["not_passed"] = [ln for ln in text if ln.startswith(("FAILED ", "ERROR "))]
+    if not lines:  # killed by the timeout: count pytest -q's progress characters instead
+        progress = "".join(ln.split(" [")[0] for ln in text if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", ln))
+        counts.update(passed=progress.count("."), failed=progress.count("F"), skipped=progress.count("s"),
+                      errors=progress.count("E"), summary=f"no summary (timed out); {len(progress)} tests ran")
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path("/var/tmp/animegan-debian13"))
+    ap.add_argument("--branch", default=None, help="branch to clone (default: the current branch)")
+    ap.add_argument("--test-timeout", type=float, default=3600, help="seconds for `make test` (install included)")
+    ap.add_argument("--demo-timeout", type=float, default=1200)
+    ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--prepare-only", action="store_true", help="build the root and install the packages; no clone")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (debootstrap, chroot and mount need it)")
+    branch = args.branch or subprocess.check_output(["git", "-C", str(REPO), "branch", "--show-current"], text=True)
+    branch = branch.strip()
+    root = args.root.resolve()
+    bootstrap(root, apt_mirror())
+    (root / HOST_CA_IN_ROOT.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CA_BUNDLE, root / HOST_CA_IN_ROOT.lstrip("/"))
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    logs = Path("/var/tmp/animegan-bench-logs/debian13")  # full logs stay out of the repo
+    logs.mkdir(parents=True, exist_ok=True)
+    with Mounts(root):
+        install = f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)}"
+        rc, _ = chroot(root, install)
+        if rc:
+            sys.exit(f"apt-get install in the root failed ({rc})")
+        if args.prepare_only:
+            return
+        clone = root / "work" / "animegan"
+        shutil.rmtree(clone, ignore_errors=True)
+        run(["git", "clone", "-q", "--branch", branch, str(REPO), str(clone)])
+        commit = subprocess.check_output(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], text=True).strip()
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        test_log = logs / "make-test.log"
+        rc_test, t_test = chroot(root, "cd /work/animegan && make test", args.test_timeout, test_log)
+        load_after = Path("/proc/loadavg").read_text().split()[:3]
+        _, _ = chroot(root, f"cd /work/animegan && .venv/bin/python -c \"{VERSIONS}\"", 120, logs / "versions.log")
+        found = (logs / "versions.log").read_text().split()
+        names = ["python", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"]
+        versions = dict(zip(names, found, strict=False)) if len(found) == len(names) else {"raw": found}
+        rc_demo, t_demo = None, None
+        if not args.no_demo:
+            rc_demo, t_demo = chroot(root, "cd /work/animegan && make demo", args.demo_timeout, logs / "make-demo.log")
+        os_release = (root / "etc/os-release").read_text()
+        debian = re.search(r'PRETTY_NAME="([^"]*)"', os_release).group(1)
+        debian_version = (root / "etc/debian_version").read_text().strip()
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit,
+        "branch": branch,
+        "debian": f"{debian} ({debian_version})",
+        "versions": versions,
+        "make_test": {
+            "exit_code": rc_test,
+            "timed_out": rc_test in (124, 137),
+            "timeout_s": args.test_timeout,
+            "wall_s": round(t_test, 1),
+            **pytest_counts(test_log),
+        },
+        "make_demo": None if rc_demo is None else {"exit_code": rc_demo, "wall_s": round(t_demo, 1)},
+        "loadavg_before_after": [load_before, load_after],
+        "logs": str(logs),
+        "cores": os.cpu_count(),
+    }
+    (RESULTS / "debian13.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
