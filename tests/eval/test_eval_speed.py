@@ -108,7 +108,7 @@ def test_inception_bf16_features_are_finite_close_to_fp32_and_recorded(faces, fp
 
 def test_inception_default_on_cpu_is_fp32_onednn_and_options_off_stay_so(faces, fp32_features) -> None:
     default = load_backbone("untrained", "", None, 0, 1, device="cpu", speed=only(None))
-    assert default.path()["kernels"] == "onednn" and default.path()["precision"] == "fp32"
+    assert default.path()["kernels"] == "onednn-blocks" and default.path()["precision"] == "fp32"
     assert not default.path()["compile"]
     np.testing.assert_array_equal(extract_features(default, faces, 4), fp32_features)
     with pytest.raises(ValueError, match="onednn"):

@@ -50,10 +50,17 @@ def workspace_files(ws: Path) -> dict[str, bytes]:
             if p.is_file() and not {".git", ".dvc"} & set(p.relative_to(ws).parts)}  # fmt: skip
 
 
+NOT_OUTPUTS = {".train.lock"}  # the workspace lock of the machine that trained (git-ignored, never pushed)
+
+
 def digests(ws: Path, paths: tuple[str, ...]) -> dict[str, str]:
-    """sha256 of every file under these files or folders of a workspace."""
+    """sha256 of every file under these files or folders of a workspace, outputs only."""
     files = [f for p in paths for f in ([ws / p] if (ws / p).is_file() else sorted((ws / p).rglob("*")))]
-    return {str(f.relative_to(ws)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+    return {
+        str(f.relative_to(ws)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in files
+        if f.is_file() and f.name not in NOT_OUTPUTS
+    }
 
 
 @dataclass
