@@ -169,6 +169,8 @@ def format_table(metrics: dict[str, Any]) -> str:
                      + (f" (images {shown})" if flagged else ""))  # fmt: skip
         if "picture" in copies:
             lines.append(f"closest images beside their training faces: {copies['picture']}")
+        else:
+            lines.append(f"no image within {copies['near']:.4g} of a training face (as close as new faces come)")
     return "\n".join(lines)
 
 
@@ -247,7 +249,7 @@ def _score(params: Params, ctx: dict[str, Any], draws: Any) -> dict[str, Any]:
         ctx["real"] if ctx["real"] is not None else np.zeros((0, 1, 1, 3), np.uint8),
         batch_size=params.eval.fid.batch_size, kid_subsets=kid.subsets, kid_subset_size=kid.subset_size,
         kid_seed=kid.seed, prdc=ctx["prdc"], copies=ctx["copies"], copy_threshold=ctx["calibration"].threshold,
-        worst=params.eval.copies.worst, afd_real=ctx["afd_real"],
+        copy_near=ctx["calibration"].near(), worst=params.eval.copies.worst, afd_real=ctx["afd_real"],
     )  # fmt: skip
 
 

@@ -5,18 +5,23 @@ Usage:
     check = CopyCheck(faces, reference_features, reference_indices, index=CopyIndex.load(folder, faces))
     # faces: (N, S, S, 3) uint8, may be a memmap; without index=, one is built on first use
     calibration = check.calibrate(count=1000, quantile=0.01, seed=0, jpeg_quality=75)
-    found = check.check(images, features, calibration.threshold)     # one draw
+    found = check.check(images, features, calibration.threshold, near=calibration.near())   # one draw
     found.fraction, found.flagged          # share and indices of images closer to a training face than threshold
-    found.pixel_index, found.pixel_distance      # per image: nearest clean face (all N) and its copy distance
+    found.pixel_index, found.pixel_distance      # per image: nearest clean face and its copy distance, where it
+                                                 # lies within `near` (else -1 and inf)
+    found.worst(16)                        # the closest images within `near`, closest first
     found.feature_index, found.feature_distance  # per image: nearest reference face in Inception feature space
 
 Copy distance: both images are blurred (Gaussian, sigma BLUR_SIGMA px) and compared over their central crop at
 every shift of up to MAX_SHIFT pixels; the distance is the smallest root-mean-square difference (pixels in [0, 1]).
 The blur absorbs JPEG re-encoding, the shifts a moved crop, so an edited copy of a training face stays close while
 two different faces do not. The search is exact (the nearest by copy distance among every clean face, lowest index
-on ties) but compares only a small part of them: pipeline.metrics.copy_index bounds the copy distance from below
-with short vectors cached per face (the copy_index stage builds them once per clean data), and a memmap of the
-faces is read only at the candidates the bound cannot rule out.
+on ties) for every image whose nearest face lies within `near` (at least the threshold; by default the calibration's
+novel quantile: as close as the closest 1% of genuinely new faces come), and says "none within `near`" for the
+others, which is what the flag and the list of closest images need and what keeps a query cheap:
+pipeline.metrics.copy_index bounds the copy distance from below with short vectors cached per face (the copy_index
+stage builds them once per clean data), a k-d tree returns the few faces whose bound can be within `near`, and a
+memmap of the faces is read only at those candidates.
 
 Calibration (the clean faces are all training faces, so "held-out" is made by leaving faces out): `count` clean
 faces chosen by `seed` are held out one at a time; each one's nearest copy distance to all the other clean faces
@@ -72,12 +77,18 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def near(self) -> float:
+        """How close a sample must come to be listed among the closest: as close as the closest `quantile` of
+        genuinely new faces come (the novel quantile), and never less than the threshold."""
+        return max(self.threshold, self.novel_quantile or 0.0)
+
 
 @dataclass
 class DrawCopies:
     threshold: float
-    pixel_index: np.ndarray  # (N,) index into the clean faces
-    pixel_distance: np.ndarray  # (N,) copy distance
+    pixel_index: np.ndarray  # (N,) index into the clean faces; -1 where no face lies within `near`
+    pixel_distance: np.ndarray  # (N,) copy distance; inf where no face lies within `near`
+    near: float = 0.0  # the search radius: images farther from every face than this were not searched further
     feature_index: np.ndarray | None = None  # (N,) index into the clean faces
     feature_distance: np.ndarray | None = None
     flagged: np.ndarray = field(init=False)
@@ -90,8 +101,9 @@ class DrawCopies:
         return len(self.flagged) / len(self.pixel_distance)
 
     def worst(self, count: int) -> list[dict[str, Any]]:
-        """The `count` images closest to a training face, closest first."""
-        order = np.argsort(self.pixel_distance, kind="stable")[:count]
+        """The `count` images closest to a training face among those within `near`, closest first."""
+        within = np.flatnonzero(np.isfinite(self.pixel_distance))
+        order = within[np.argsort(self.pixel_distance[within], kind="stable")[:count]]
         out = []
         for i in order:
             row = {
@@ -184,9 +196,13 @@ class CopyCheck:
             return None
         return float(np.quantile(kth_neighbour_radii(self.ref, 1), quantile))
 
-    def check(self, images: np.ndarray, features: np.ndarray | None, threshold: float) -> DrawCopies:
-        index, dist = self.nearest(images)
-        found = DrawCopies(threshold, index, dist)
+    def check(
+        self, images: np.ndarray, features: np.ndarray | None, threshold: float, near: float = 0.0
+    ) -> DrawCopies:
+        """The flags at `threshold`, and each image's nearest face where it lies within max(threshold, near)."""
+        near = max(threshold, near)
+        index, dist = self.copy_index().within(self.fit(images), near)
+        found = DrawCopies(threshold, index, dist, near)
         near = self.nearest_features(features) if features is not None else None
         if near is not None:
             found.feature_index, found.feature_distance = near

@@ -55,8 +55,7 @@ def compute_copy_cache(faces: np.ndarray, settings: CopySettings) -> tuple[CopyI
         settings.calibration_count, settings.quantile, settings.seed, settings.jpeg_quality
     )
     log.info(
-        "copy index over %d faces (%d clusters); calibrated threshold %.4g", len(faces), len(index.starts) - 1,
-        calibration.threshold,
+        "copy index over %d faces; calibrated threshold %.4g", len(faces), calibration.threshold,
     )  # fmt: skip
     return index, calibration
 

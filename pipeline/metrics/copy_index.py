@@ -1,36 +1,45 @@
-"""Exact nearest training face under the copy distance, without comparing every face: a clustered lower-bound index.
+"""Exact nearest training face under the copy distance without comparing every face: a lower-bound index.
 
 Usage:
     from pipeline.metrics.copy_index import CopyIndex, exhaustive_nearest
     index = CopyIndex.build(faces, seed=0)            # faces: (N, S, S, 3) uint8, may be a memmap; once per data
-    index.save(folder, data_sha256); index = CopyIndex.load(folder, faces, data_sha256)
-    found_index, found_distance = index.nearest(images)              # (B,) int64, (B,) float64
+    index.save(folder, extra_meta); index = CopyIndex.load(folder, faces)
+    found_index, found_distance = index.within(images, radius)       # what evaluate asks: faces within `radius`
+    found_index, found_distance = index.nearest(images)              # (B,) int64, (B,) float64: every image
     found_index, found_distance = index.nearest(images, exclude=idx)  # image i may not match face idx[i]
     exhaustive_nearest(faces, images)                 # the same answer from every face: for tests and the bench
-    index.stats                                        # faces whose copy distance the last query computed, ...
+    index.stats                                        # faces the last queries touched, per query
 
-The answer is the one an exhaustive search gives: for each image, the smallest copy distance
-(pipeline.copies.copy_distances) to any clean face, and the lowest face index among those at that distance. Only a
-small part of the faces is compared: the copy distance is bounded from below by a distance between short vectors,
-and a face whose bound is already larger than the best distance found so far cannot be the nearest.
+Both answer what an exhaustive search answers: for each image, the smallest copy distance
+(pipeline.metrics.copies.copy_distances) to any clean face, and the lowest face index among those at that distance;
+`within` only for images whose nearest face lies within `radius` (the others get -1 and inf), which is all the copy
+check needs (the flagged images and the closest ones it lists), and what lets a query touch a small part of the faces.
 
 The bound. With X, Y the blurred image and face, W = [m, S-m)^2 the central window (m = MAX_SHIFT) and n its
 number of values, the copy distance is d(x, y)^2 = min_s (1/n) sum_{p in W} (X[p] - Y[p+s])^2 over shifts s in
 [-m, m]^2. Every q = p + s with q in V = [2m, S-2m)^2 comes from some p in W, so dropping the other terms gives
 d_s^2 >= (1/n) |X_s - Y_V|^2, where Y_V is the face on V (one vector per face) and X_s the image moved by -s on V
 (nine per image). A linear map P whose rows are orthonormal never lengthens a vector, so
-d(x, y) >= min_s |P X_s - P Y_V| / sqrt(n). P is the mean over BLOCK x BLOCK cells (scaled by the cell's square
-root: orthonormal rows) followed by the top DIM principal components of the faces' cell means (orthonormal too).
-The index stores P Y_V for every face (N x DIM floats; rows grouped by k-means cluster, with each cluster's
-centre and radius for a triangle-inequality bound on whole clusters; on anime faces that bound prunes little, so
-queries do not use it today). A query (a batch of QUERY_BATCH images at once) computes, by one matrix product per
-SCAN_ROWS faces, the bound from the first PREFIX components against every face: 24 numbers per face instead of the
-copy distance's 11,532 per shift; then the full-DIM bound for the FIRST faces of smallest bound and the exact copy
-distance for them, nearest bound first, which gives a best distance; then every other face whose bound is at most
-that distance (ties included), until the next bound exceeds the best. Bounds are lowered by SLACK so float
-rounding never prunes a face that the exhaustive search would pick. The exact distances come from the same
-function as the exhaustive search's, one image at a time, so equal pairs give equal bits and ties break the same
-way. On 71,314 faces (bench/copy_index.py) a query compares about 4 faces exactly.
+d(x, y) >= min_s |P X_s - P Y_V| / sqrt(n), and the same holds for any subset of P's rows. P is the mean over
+BLOCK x BLOCK cells (scaled by the cell's square root: orthonormal rows) followed by the top DIM principal
+components of the faces' cell means (orthonormal too). The index stores P Y_V for every face (N x DIM floats).
+
+`within` (a range search): a k-d tree over the first TREE_DIM components (scipy's cKDTree, built in milliseconds
+when first needed) returns, for each of an image's nine shifted vectors, the faces within radius * sqrt(n) of it in
+those components; only they can lie within `radius`. Their full-DIM bound prunes again, and the exact copy distance
+is computed for the rest, nearest bound first. Measured at the course's size (bench/copy_index.py), a query at the
+calibrated threshold touches a few faces of 71k; the tree's cost grows with log N and with the faces that really
+are near, not with N.
+
+`nearest` (every image, also a far one; the calibration's held-out faces need it): the bound from the first PREFIX
+components against every face (24 numbers per face instead of the copy distance's 11,532 per shift, by matrix
+products over SCAN_ROWS faces), then the full-DIM bound for the FIRST faces of smallest bound and their exact
+distances, which gives a best distance; then every other face whose bound is at most that distance (ties
+included), until the next bound exceeds the best. Linear in N, but run once per clean data (the copy_index stage).
+
+Bounds are lowered by SLACK so float rounding never prunes a face that the exhaustive search would pick. The exact
+distances come from the same function as the exhaustive search's, one image at a time, so equal pairs give equal
+bits and ties break the same way.
 """
 
 from __future__ import annotations
@@ -48,12 +57,11 @@ from pipeline.metrics.copies import BLUR_SIGMA, MAX_SHIFT, blurred, copy_distanc
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: rows in face order, no k-means clusters
 BLOCK = 2  # cell side of the block means (px)
 DIM = 128  # principal components kept
 PREFIX = 24  # the components a first, cheaper bound uses
-CLUSTER_SIZE = 64  # faces per k-means cluster on average: about sqrt(N) clusters at 5k faces, 1,100 at 71k
-KMEANS_ITERATIONS = 8
+TREE_DIM = 16  # components the k-d tree of `within` searches (at 71k faces, 16 leave a few candidates at 0.05)
 PCA_SAMPLE = 20000  # faces the principal components are fitted on (any orthonormal basis keeps the bound exact)
 BUILD_CHUNK = 2048  # faces blurred and projected at a time
 SCAN_ROWS = 4096  # faces whose bounds are computed at once
@@ -94,15 +102,17 @@ def cell_project(x: np.ndarray, edges_h: np.ndarray, edges_w: np.ndarray) -> np.
 class QueryStats:
     queries: int = 0
     exact: int = 0  # face comparisons by the exact copy distance
-    bounded: int = 0  # faces whose short-vector bound was computed
-    prefix: int = 0  # faces whose PREFIX-component bound was computed (all of them)
+    bounded: int = 0  # faces whose full-DIM bound was computed
+    scanned: int = 0  # faces whose PREFIX-component bound was computed (`nearest`: all of them)
+    tree: int = 0  # faces the k-d tree returned (`within`)
 
     def as_dict(self, faces: int) -> dict[str, Any]:
         q = max(1, self.queries)
+        touched = max(self.scanned, self.tree, self.bounded)
         return {
             "queries": self.queries, "faces": faces, "exact_per_query": self.exact / q,
-            "bounded_per_query": self.bounded / q, "prefix_per_query": self.prefix / q,
-            "exact_share": self.exact / q / max(1, faces),
+            "bounded_per_query": self.bounded / q, "scanned_per_query": self.scanned / q,
+            "tree_per_query": self.tree / q, "touched_share": touched / q / max(1, faces),
         }  # fmt: skip
 
 
@@ -111,23 +121,16 @@ class CopyIndex:
     faces: np.ndarray  # (N, S, S, 3) uint8, may be a memmap: read only for the exact distances of candidates
     basis: np.ndarray  # float32 (DIM, cells): principal components of the cell projections
     offset: np.ndarray  # float32 (cells,): their mean (subtracted on both sides: differences do not change)
-    features: np.ndarray  # float32 (N, DIM): each face's P Y_V, rows in cluster order
-    order: np.ndarray  # int64 (N,): face index of each feature row
-    starts: np.ndarray  # int64 (K + 1,): cluster c is rows starts[c]:starts[c+1]
-    centres: np.ndarray  # float32 (K, DIM)
-    radii: np.ndarray  # float64 (K,): largest member distance to the centre
+    features: np.ndarray  # float32 (N, DIM): each face's P Y_V
     meta: dict[str, Any] = field(default_factory=dict)
     stats: QueryStats = field(default_factory=QueryStats)
     prefix: np.ndarray = field(init=False, repr=False)  # float64 (N, PREFIX): the features' first components
     prefix_sq: np.ndarray = field(init=False, repr=False)  # their squared norms
-
-    row_of: np.ndarray = field(init=False, repr=False)  # int64 (N,): the feature row of each face
+    _tree: Any = field(default=None, init=False, repr=False)  # cKDTree over the first TREE_DIM components
 
     def __post_init__(self) -> None:
         self.prefix = np.ascontiguousarray(self.features[:, :PREFIX].astype(np.float64))
         self.prefix_sq = (self.prefix * self.prefix).sum(axis=1)
-        self.row_of = np.empty(len(self.order), np.int64)
-        self.row_of[self.order] = np.arange(len(self.order))
 
     # --- building -------------------------------------------------------------------------------------------
 
@@ -156,38 +159,18 @@ class CopyIndex:
             stop = min(start + BUILD_CHUNK, n)
             window = face_window(np.asarray(faces[start:stop]), m)
             features[start:stop] = project(cell_project(window, edges_h, edges_w), offset, basis)
-        k = max(1, n // CLUSTER_SIZE)
-        labels, _ = kmeans(features[:, :PREFIX], k, rng)  # clustered on the first components: 5x cheaper at 71k
-        centres = np.zeros((labels.max() + 1, dim), np.float64)
-        np.add.at(centres, labels, features)
-        centres = (centres / np.bincount(labels)[:, None]).astype(np.float32)  # radii below: to these very centres
-        order = np.argsort(labels, kind="stable")
-        counts = np.bincount(labels, minlength=len(centres))
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        sorted_features = features[order]
-        radii = np.zeros(len(centres))
-        for c in range(len(centres)):
-            members = sorted_features[starts[c] : starts[c + 1]].astype(np.float64)
-            if len(members):
-                radii[c] = np.sqrt(((members - centres[c].astype(np.float64)) ** 2).sum(axis=1)).max()
         meta = {
-            "format": FORMAT, "count": n, "size": [h, w], "block": BLOCK, "dim": dim, "clusters": len(centres),
-            "seed": seed, "blur_sigma": BLUR_SIGMA, "max_shift": MAX_SHIFT,
+            "format": FORMAT, "count": n, "size": [h, w], "block": BLOCK, "dim": dim, "seed": seed,
+            "blur_sigma": BLUR_SIGMA, "max_shift": MAX_SHIFT,
         }  # fmt: skip
-        return cls(
-            faces, basis, offset, np.ascontiguousarray(sorted_features),
-            order.astype(np.int64), starts.astype(np.int64), centres.astype(np.float32), radii, meta,
-        )  # fmt: skip
+        return cls(faces, basis, offset, features, meta)
 
     # --- saving ---------------------------------------------------------------------------------------------
 
     def save(self, folder: Path, extra_meta: dict[str, Any] | None = None) -> None:
         """Write FEATURES_FILE and META_FILE into an existing folder (the caller swaps the folder in atomically)."""
         folder = Path(folder)
-        np.savez(
-            folder / FEATURES_FILE, basis=self.basis, offset=self.offset, features=self.features, order=self.order,
-            starts=self.starts, centres=self.centres, radii=self.radii,
-        )  # fmt: skip
+        np.savez(folder / FEATURES_FILE, basis=self.basis, offset=self.offset, features=self.features)
         self.meta.update(extra_meta or {})
         (folder / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -196,7 +179,7 @@ class CopyIndex:
         folder = Path(folder)
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         with np.load(folder / FEATURES_FILE) as z:
-            arrays = {key: z[key] for key in z.files}
+            arrays = {key: z[key] for key in ("basis", "offset", "features")}
         return cls(faces=faces, meta=meta, **arrays)
 
     def matches(self, faces: np.ndarray) -> bool:
@@ -219,13 +202,44 @@ class CopyIndex:
                 out.append(project(cell_project(window, edges_h, edges_w), self.offset, self.basis))
         return np.stack(out, axis=1)
 
+    def within(
+        self, images: np.ndarray, radius: float, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(face index, copy distance) of each image's nearest clean face where that distance is at most `radius`,
+        exactly as exhaustive_nearest; (-1, inf) for an image with no face that close."""
+        scale = self._scale(images)
+        if self._tree is None:
+            from scipy.spatial import cKDTree  # here: only a range search needs it
+
+            self._tree = cKDTree(self.features[:, :TREE_DIM].astype(np.float64))
+        width = self._tree.m
+        # a face within `radius` has its lowered bound <= radius, so its TREE_DIM distance is at most this
+        reach = (radius + SLACK_ABS) / (scale * (1 - SLACK_REL))
+        start_best = np.nextafter(radius, np.inf)  # the refinement keeps faces strictly below its best: <= radius
+        index = np.full(len(images), -1, np.int64)
+        dist = np.full(len(images), np.inf)
+        for start in range(0, len(images), QUERY_BATCH):
+            batch = blurred(images[start : start + QUERY_BATCH])
+            queries = self.query_features(batch)
+            shifts = queries.shape[1]
+            hits = self._tree.query_ball_point(
+                queries[:, :, :width].reshape(-1, width).astype(np.float64), reach, return_sorted=False
+            )
+            for j in range(len(batch)):
+                i = start + j
+                rows = np.unique(np.concatenate([np.asarray(h, np.int64) for h in hits[j * shifts : (j + 1) * shifts]]))
+                if exclude is not None:
+                    rows = rows[rows != int(exclude[i])]
+                self.stats.queries += 1
+                self.stats.tree += len(rows)
+                best_d, best_i = self._refine(batch[j], queries[j], rows, np.zeros(len(rows)), scale, (start_best, -1))
+                if best_i >= 0:
+                    index[i], dist[i] = best_i, best_d
+        return index, dist
+
     def nearest(self, images: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(face index, copy distance) of each image's nearest clean face, exactly as exhaustive_nearest."""
-        if images.shape[1:3] != self.faces.shape[1:3]:
-            raise ValueError(f"images are {images.shape[1:3]}, the index's faces {self.faces.shape[1:3]}")
-        h, w = images.shape[1:3]
-        m = shift_margin((h, w))
-        scale = 1.0 / np.sqrt((h - 2 * m) * (w - 2 * m) * 3)  # copy distance = RMS over the central window
+        scale = self._scale(images)
         index = np.empty(len(images), np.int64)
         dist = np.empty(len(images), np.float64)
         for start in range(0, len(images), QUERY_BATCH):
@@ -238,9 +252,17 @@ class CopyIndex:
                 index[i], dist[i] = self._one(batch[j], queries[j], bounds[j], scale, skip)
         return index, dist
 
+    def _scale(self, images: np.ndarray) -> float:
+        """1 / sqrt(n): the copy distance is the RMS over the central window."""
+        if images.shape[1:3] != self.faces.shape[1:3]:
+            raise ValueError(f"images are {images.shape[1:3]}, the index's faces {self.faces.shape[1:3]}")
+        h, w = images.shape[1:3]
+        m = shift_margin((h, w))
+        return 1.0 / np.sqrt((h - 2 * m) * (w - 2 * m) * 3)
+
     def prefix_bounds(self, queries: np.ndarray, scale: float) -> np.ndarray:
-        """float64 (B, N): each query's bound on every face row from the first PREFIX components, by matrix products
-        (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) over SCAN_ROWS rows at a time."""
+        """float64 (B, N): each query's bound on every face from the first PREFIX components, by matrix products
+        (|q|^2 + |f|^2 - 2 q.f in float64, its rounding covered by `tol`) over SCAN_ROWS faces at a time."""
         b, shifts, _ = queries.shape
         width = self.prefix.shape[1]  # PREFIX, or fewer when the index keeps fewer components (tiny data)
         q = torch.from_numpy(queries[:, :, :width].reshape(b * shifts, width).astype(np.float64))
@@ -262,10 +284,10 @@ class CopyIndex:
         """The nearest face of one image: a first best distance from the FIRST faces of smallest bound, then every
         face whose bound is at most that distance, nearest bound first, until the next bound exceeds the best."""
         self.stats.queries += 1
-        self.stats.prefix += len(bound)
+        self.stats.scanned += len(bound)
         if skip >= 0:
             bound = bound.copy()
-            bound[self.row_of[skip]] = np.inf
+            bound[skip] = np.inf
         first = np.argpartition(bound, min(FIRST, len(bound) - 1))[:FIRST]
         best = self._refine(image, query, first, bound[first], scale, (np.inf, -1))
         rest = np.flatnonzero(bound <= best[0])
@@ -280,17 +302,17 @@ class CopyIndex:
         self, image: np.ndarray, query: np.ndarray, rows: np.ndarray, bound: np.ndarray, scale: float,
         best: tuple[float, int],
     ) -> tuple[float, int]:  # fmt: skip
-        """Rows whose prefix bound passed: the bound from all DIM components, then the exact distance."""
+        """Faces whose first bound passed: the bound from all DIM components, then the exact distance (a face
+        replaces the best when strictly closer, or as close with a lower index)."""
         best_d, best_i = best
-        keep = bound <= best_d
-        rows = rows[keep]
+        rows = rows[bound <= best_d]
         self.stats.bounded += len(rows)
         full = query[:, None, :] - self.features[rows][None]
         bound = lower(np.sqrt(np.einsum("skd,skd->sk", full, full, dtype=np.float64).min(axis=0)) * scale)
         keep = bound <= best_d
         rows, bound = rows[keep], bound[keep]
         by_bound = np.argsort(bound, kind="stable")
-        cand, cand_bound = self.order[rows[by_bound]], bound[by_bound]
+        cand, cand_bound = rows[by_bound], bound[by_bound]
         for s in range(0, len(cand), EXACT_BATCH):
             if cand_bound[s] > best_d:
                 break
@@ -362,32 +384,3 @@ def principal_components(centred: np.ndarray, dim: int, rng: np.random.Generator
     small = centred @ q
     _, vectors = np.linalg.eigh(small.T @ small)
     return np.ascontiguousarray((q @ vectors[:, ::-1][:, :dim]).T)
-
-
-def kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded Lloyd's k-means (k-means++-free: random distinct rows start it); (labels, centres) float32."""
-    centres = x[np.sort(rng.choice(len(x), k, replace=False))].astype(np.float32)
-    labels = np.zeros(len(x), np.int64)
-    x_sq = (x.astype(np.float64) ** 2).sum(axis=1)
-    for _ in range(KMEANS_ITERATIONS):
-        labels = assign(x, x_sq, centres)
-        sums = np.zeros(centres.shape, np.float64)
-        np.add.at(sums, labels, x)
-        counts = np.bincount(labels, minlength=k)
-        filled = counts > 0
-        centres[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
-    labels = assign(x, x_sq, centres)
-    used = np.unique(labels)
-    remap = np.full(k, -1, np.int64)
-    remap[used] = np.arange(len(used))
-    return remap[labels], centres[used]
-
-
-def assign(x: np.ndarray, x_sq: np.ndarray, centres: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    c_sq = (centres.astype(np.float64) ** 2).sum(axis=1)
-    labels = np.empty(len(x), np.int64)
-    for start in range(0, len(x), chunk):
-        block = x[start : start + chunk]
-        d = x_sq[start : start + chunk, None] - 2 * (block @ centres.T) + c_sq[None]
-        labels[start : start + chunk] = d.argmin(axis=1)
-    return labels

@@ -7,9 +7,10 @@ Usage:
     metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
     metrics["afd_real"], metrics["afd_rel"]
     metrics = score_draws(..., prdc=PrdcReference(reference.prdc_features, k=3),
-                          copies=CopyCheck(faces, ...), copy_threshold=calibration.threshold, worst=16)
+                          copies=CopyCheck(faces, ...), copy_threshold=calibration.threshold,
+                          copy_near=calibration.near(), worst=16)
     metrics["precision"], ["recall"], ["density"], ["coverage"], ["copied"]   # the same {"mean", "std", "draws"}
-    metrics["copies"]  # draw 0: {"threshold", "flagged": [image indices], "worst": [{image, training_index, ...}]}
+    metrics["copies"]  # draw 0: {"threshold", "near", "flagged": [image indices], "worst": [{image, training_index, ...}]}
     metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
     images, bad = read_image_folder(Path("output"), max_pixels=4096 * 4096)   # any folder; bad files listed
 
@@ -71,6 +72,7 @@ def score_draws(
     prdc: PrdcReference | None = None,
     copies: CopyCheck | None = None,
     copy_threshold: float = 0.0,
+    copy_near: float = 0.0,
     worst: int = 0,
     afd_real: float | None = None,
 ) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def score_draws(
                 prdcs[key].append(value)
             log.info("draw %d: %s", d, ", ".join(f"{k} {v[-1]:.4f}" for k, v in prdcs.items()))
         if copies is not None:
-            found = copies.check(images, feats, copy_threshold)
+            found = copies.check(images, feats, copy_threshold, copy_near)
             copied.append(found.fraction)
             if first_copies is None:
                 first_copies = found
@@ -120,6 +122,7 @@ def score_draws(
         out["copied"] = summary(copied)
         out["copies"] = {
             "threshold": copy_threshold,
+            "near": first_copies.near,
             "flagged": [int(i) for i in first_copies.flagged],
             "worst": first_copies.worst(worst),
         }

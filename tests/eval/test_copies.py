@@ -36,7 +36,8 @@ def test_edited_training_faces_among_held_out_faces_are_flagged_and_only_they(tr
     check = CopyCheck(train)
     calibration = check.calibrate(count=500, quantile=0.01, seed=0, jpeg_quality=75)
     assert calibration.edited_max < calibration.threshold < calibration.novel_quantile
-    found = check.check(mixed_folder_images(train, held), None, calibration.threshold)
+    images = mixed_folder_images(train, held)
+    found = check.check(images, None, calibration.threshold, near=1.0)  # every image's nearest face
     assert found.flagged.tolist() == SLOTS
     assert found.pixel_index[SLOTS].tolist() == PICKS
     others = np.delete(found.pixel_distance, SLOTS)
@@ -44,6 +45,14 @@ def test_edited_training_faces_among_held_out_faces_are_flagged_and_only_they(tr
     worst = found.worst(7)
     assert [w["image"] for w in worst[:5]] == sorted(SLOTS, key=lambda s: found.pixel_distance[s])
     assert [w["copy"] for w in worst] == [True] * 5 + [False] * 2
+    # evaluate's search stops at the calibration's novel quantile: the same flags, and the closest images within it
+    near = calibration.near()
+    within = check.check(images, None, calibration.threshold, near=near)
+    assert within.flagged.tolist() == SLOTS and within.near == near == calibration.novel_quantile
+    inside = found.pixel_distance <= near
+    assert within.pixel_index[inside].tolist() == found.pixel_index[inside].tolist()
+    assert (within.pixel_index[~inside] == -1).all()
+    assert within.worst(7) == [w for w in worst if w["distance"] <= near]
 
 
 def test_a_plain_shift_is_not_enough_without_the_aligned_distance(train_and_held) -> None:

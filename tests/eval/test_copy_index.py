@@ -1,6 +1,7 @@
 """The copy index answers exactly what comparing every training face answers: the same nearest face (lowest index
 among equal distances) at the same copy distance, bit for bit, so the same images are flagged at any threshold;
-and it compares only a part of the faces."""
+its range search (`within`, what evaluate asks) the same for every image whose nearest face lies within the radius
+and "none" for the others; and it compares only a part of the faces."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ def assert_same_as_exhaustive(index: CopyIndex, faces: np.ndarray, images: np.nd
     assert got_d.tolist() == want_d.tolist()  # the same bits: the same function on the same pair
     for threshold in (0.02, 0.046, 0.08, np.median(want_d)):
         assert np.flatnonzero(got_d < threshold).tolist() == np.flatnonzero(want_d < threshold).tolist()
+    assert_within_same_as_exhaustive(index, images, want_i, want_d, exclude)
+
+
+def assert_within_same_as_exhaustive(index: CopyIndex, images, want_i, want_d, exclude=None) -> None:
+    """`within(radius)`: the exhaustive answer where it lies within the radius (inclusive), -1 and inf elsewhere."""
+    radii = sorted({0.02, 0.046, 0.08, float(np.median(want_d)), float(want_d.min()), float(want_d.max())})
+    for radius in radii:
+        got_i, got_d = index.within(images, radius, exclude=exclude)
+        inside = want_d <= radius
+        assert got_i[inside].tolist() == want_i[inside].tolist()
+        assert got_d[inside].tolist() == want_d[inside].tolist()  # the same bits
+        assert (got_i[~inside] == -1).all() and np.isinf(got_d[~inside]).all()
+        for threshold in (0.02, 0.046, radius):
+            if threshold <= radius:
+                assert np.flatnonzero(got_d < threshold).tolist() == np.flatnonzero(want_d < threshold).tolist()
 
 
 @pytest.mark.parametrize("size", [16, 20])  # 20: cells of unequal size
@@ -88,3 +104,19 @@ def test_fewer_faces_than_components() -> None:
     faces = cartoon_faces(count=10, size=16, seed=6)  # the index keeps at most 10 components here
     index = CopyIndex.build(faces, seed=0)
     assert_same_as_exhaustive(index, faces, edited_copies(faces, [0, 9]))
+
+
+@pytest.mark.slow
+def test_a_range_query_touches_a_small_part_of_the_5k_real_faces() -> None:
+    faces = real_faces(range(5000))  # skips when the shared zip is absent
+    index = CopyIndex.build(faces[:4500], seed=0)
+    novel = faces[4500:4600]  # faces the index never saw: what a good generator draws
+    copies = edited_copies(faces, list(range(0, 4500, 450)))
+    radius = 0.046  # the threshold calibrated on these faces (pipeline/metrics/copies.py)
+    index.stats = type(index.stats)()
+    found_i, found_d = index.within(np.concatenate([novel, copies]), radius)
+    stats = index.stats.as_dict(4500)
+    assert stats["tree_per_query"] < 0.02 * 4500 and stats["exact_per_query"] < 5
+    assert found_i[100:].tolist() == list(range(0, 4500, 450))  # every edited copy found, with its original
+    want_i, want_d = exhaustive_nearest(faces[:4500], novel)
+    assert found_i[:100].tolist() == np.where(want_d <= radius, want_i, -1).tolist()

@@ -57,9 +57,12 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert (p["prdc_k"], p["prdc_reference_count"], p["prdc_seed"]) == (3, 16, 0)
     cal = p["copy_calibration"]
     assert cal["method"] == "calibrated" and cal["held_out"] == 15 and cal["threshold"] == m["copies"]["threshold"]
-    worst = m["copies"]["worst"]
-    assert len(worst) == 8 and [w["distance"] for w in worst] == sorted(w["distance"] for w in worst)
-    assert m["copies"]["picture"] == str(root / "plots" / "copies.png") and (root / "plots" / "copies.png").is_file()
+    worst, near = m["copies"]["worst"], m["copies"]["near"]
+    assert near == max(cal["threshold"], cal["novel_quantile"])  # samples as close as the closest new faces come
+    assert len(worst) <= 8 and [w["distance"] for w in worst] == sorted(w["distance"] for w in worst)
+    assert all(w["distance"] <= near for w in worst)
+    picture = root / "plots" / "copies.png"  # the listed images beside their faces; none listed, none drawn
+    assert picture.is_file() == bool(worst) and m["copies"].get("picture") == (str(picture) if worst else None)
 
 
 def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Path, list[str]]) -> None:
@@ -92,7 +95,8 @@ def test_evaluate_images_folder_reports_bad_files(
     m = json.loads((root / "student_output-eval.json").read_text())
     assert m["provenance"]["bad_image_count"] == 1 and m["provenance"]["bad_images"] == ["9.jpg"]
     assert m["provenance"]["image_count"] == 8 and len(m["fid"]["draws"]) == 1 and m["fid"]["std"] == 0.0
-    assert len(m["precision"]["draws"]) == 1 and (root / "student_output-eval-copies.png").is_file()
+    assert len(m["precision"]["draws"]) == 1
+    assert (root / "student_output-eval-copies.png").is_file() == bool(m["copies"]["worst"])
     assert "copies of training faces" in result.output
 
 
@@ -110,6 +114,7 @@ def test_evaluate_images_flags_a_training_face_handed_back(project: tuple[Path, 
     m = json.loads((root / "with_copy-eval.json").read_text())
     assert m["copies"]["flagged"] == [6] and m["copied"]["mean"] == pytest.approx(1 / 7)
     assert m["copies"]["worst"][0] == {**m["copies"]["worst"][0], "image": 6, "training_index": 5, "copy": True}
+    assert (root / "with_copy-eval-copies.png").is_file()
 
 
 def test_a_reference_without_the_precision_recall_subset_is_refused(project: tuple[Path, list[str]]) -> None:
