@@ -10,7 +10,7 @@ Usage:
                           copies=CopyCheck(faces, ...), copy_threshold=calibration.threshold,
                           copy_near=calibration.near(), worst=16)
     metrics["precision"], ["recall"], ["density"], ["coverage"], ["copied"]   # the same {"mean", "std", "draws"}
-    metrics["copies"]  # draw 0: {"threshold", "near", "flagged": [image indices], "worst": [{image, training_index, ...}]}
+    metrics["copies"]  # draw 0: {"threshold", "near", "flagged": [image indices], "worst": [{image, ...}]}
     metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
     images, bad = read_image_folder(Path("output"), max_pixels=4096 * 4096)   # any folder; bad files listed
 
