@@ -12,10 +12,11 @@ is scored as the course would score its files. All draws are scored against the 
 against the clean data's hash and the weights' hash), KID against the reference's feature pool, AFD with
 eval.afd.detector, which also scores eval.afd.real_count real clean faces for afd_real and afd_rel (for the
 trained `anime` detector, only faces it never trained on: afd_real_from says which). Precision, recall, density and
-coverage use the reference's cached subset (eval.prdc); every image of every draw is also matched against every
-clean face for copies (eval.copies; threshold calibrated on held-out clean faces unless set, the calibration in
-provenance.copy_calibration), and paths.plots/copies.png shows the submission's closest images beside their
-training faces (eval.copies.worst of them; those past the threshold are the copies).
+coverage use the reference's cached subset (eval.prdc); every image of every draw is also looked up in the copy
+index for training faces within max(threshold, the calibration's novel quantile) (eval.copies; threshold calibrated
+on held-out clean faces unless set, the calibration in provenance.copy_calibration), and paths.plots/copies.png
+shows the submission's images that came that close beside their training faces (eval.copies.worst of them; those
+past the threshold are the copies), or says that none did.
 
 `--images DIR` scores one folder not made by the pipeline (one draw): unreadable files are listed in a warning and
 counted in the metrics (`bad_image_count`, `bad_images`), never fatal. Its JSON goes to --out, by default
@@ -41,7 +42,7 @@ from pipeline.core.config import Params
 from pipeline.core.device import resolve_device, sample_device
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
-from pipeline.core.image_grid import save_grid
+from pipeline.core.image_grid import save_grid, save_note
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
@@ -77,7 +78,10 @@ def run(params: Params) -> dict[str, Any]:
         ctx["data_sha256"], ctx["backbone"], ctx["detector"], sample.count, params.eval.repeats, ctx["reference"],
         sample.jpeg_quality, extra=_extra(params, ctx),
     )  # fmt: skip
-    save_copies_picture(metrics, submitted, ctx["faces"], Path(params.paths.plots) / COPIES_FILE)
+    picture = Path(params.paths.plots) / COPIES_FILE
+    save_copies_picture(metrics, submitted, ctx["faces"], picture)
+    if "picture" not in metrics["copies"]:  # dvc.yaml declares the picture: it must exist, and say why it is empty
+        save_note(f"no sample within {metrics['copies']['near']:.4g} of a training face", picture)
     atomic_write_json(Path(params.paths.metrics) / EVAL_FILE, metrics)
     return metrics
 

@@ -4,6 +4,7 @@ Usage:
     from pipeline.core.image_grid import grid_image, save_grid
     save_grid(faces[:64], Path("plots/clean_preview.png"), ncol=8)   # faces: uint8 (N, H, W, 3)
     img = grid_image(faces[:16], ncol=4)                             # the same, as a PIL image
+    save_note("no sample within 0.043 of a training face", Path("plots/copies.png"))  # a picture with nothing to tile
 
 Cells are separated by a `pad`-pixel black border (as torchvision's make_grid draws it); a last row that is not
 full is left black. The PNG is written atomically, and equal images give equal bytes.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from pipeline.core.atomic import atomic_path
 
@@ -43,6 +44,17 @@ def save_grid(images: np.ndarray, path: Path, ncol: int, pad: int = 2) -> Path:
     """Write grid_image(images, ncol, pad) as a PNG at `path` (atomically); return the path."""
     path = Path(path)
     img = grid_image(images, ncol, pad)
+    with atomic_path(path, suffix=".png") as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def save_note(text: str, path: Path, width: int = 400, height: int = 40) -> Path:
+    """Write a PNG that says `text` (atomically): for a picture a pipeline declares as an output but that has no
+    images to show this time, so the file still exists and says why it is empty."""
+    path = Path(path)
+    img = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(img).text((8, height // 2), text, fill="black", anchor="lm")
     with atomic_path(path, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
     return path

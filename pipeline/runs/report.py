@@ -134,7 +134,7 @@ def collect_run(run: Run, metrics_dir: str, plots_dir: str) -> RunReport:
             if points:
                 report.curves[name] = points
     copies = [p for p in files if PurePosixPath(p).name == COPIES_PICTURE]
-    if copies:
+    if copies and copy_rows(report):  # with no pairs listed, evaluate's picture only says so: the summary does too
         report.copies_picture = read_picture(run, copies[0])
     images = [p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES and p not in copies]
     images = newest_of_each_sequence(images)

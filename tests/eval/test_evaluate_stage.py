@@ -61,8 +61,9 @@ def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[
     assert near == max(cal["threshold"], cal["novel_quantile"])  # samples as close as the closest new faces come
     assert len(worst) <= 8 and [w["distance"] for w in worst] == sorted(w["distance"] for w in worst)
     assert all(w["distance"] <= near for w in worst)
-    picture = root / "plots" / "copies.png"  # the listed images beside their faces; none listed, none drawn
-    assert picture.is_file() == bool(worst) and m["copies"].get("picture") == (str(picture) if worst else None)
+    picture = root / "plots" / "copies.png"  # the listed images beside their faces, or a note that none came near
+    assert picture.is_file() and m["copies"].get("picture") == (str(picture) if worst else None)
+    assert (Image.open(picture).size == (400, 40)) != bool(worst)  # save_note's card only when nothing is listed
 
 
 def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Path, list[str]]) -> None:

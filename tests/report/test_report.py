@@ -169,3 +169,15 @@ def test_copies_of_training_faces_are_shown_beside_them(tmp_path: Path) -> None:
     assert "| 2 | 1.jpg (image 0) | clean face 1 | 0.2 |  | 9.5 |" in built.markdown
     assert "| Precision | 0.6 ± 0.01 | 2 | 0.59, 0.61 | higher |" in built.markdown
     assert "Precision per draw (higher is better)" in built.html
+
+
+def test_a_copies_picture_with_nothing_listed_is_not_shown_as_pairs(tmp_path: Path) -> None:
+    from pipeline.core.image_grid import save_note
+
+    save_note("no sample within 0.05 of a training face", tmp_path / "plots" / "copies.png")  # what evaluate writes
+    ev = {"copies": {"threshold": 0.04, "near": 0.05, "flagged": [], "worst": []}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "eval.json").write_text(json.dumps(ev))
+    built = build_report(tmp_path, [], metrics_dir="metrics", plots_dir="plots")
+    assert "0 submitted images copy a training face: copy distance below 0.04" in built.html
+    assert "each row: the sample" not in built.html and 'src="data:image/png' not in built.html
