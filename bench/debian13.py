@@ -131,6 +131,16 @@ def bootstrap(root: Path, mirror: str) -> None:
     stamp.write_text(mirror + "\n")
 
 
+def name_host(root: Path) -> None:
+    """The host's name in the root's /etc/hosts, as Debian's installer writes it (127.0.1.1): debootstrap leaves
+    only localhost there, and gloo (the DDP tests' CPU backend) resolves the machine's name to find its address."""
+    hosts = root / "etc" / "hosts"
+    name = os.uname().nodename
+    text = hosts.read_text() if hosts.exists() else "127.0.0.1\tlocalhost\n"
+    if not any(name in line.split()[1:] for line in text.splitlines() if not line.startswith("#")):
+        hosts.write_text(text + f"127.0.1.1\t{name}\n")
+
+
 def pytest_counts(log: Path) -> dict:
     """passed/failed/skipped/errors from pytest's closing line, e.g. '== 3 failed, 402 passed, 5 skipped in 812s =='."""
     counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "deselected": 0, "summary": None, "not_passed": []}
@@ -167,6 +177,7 @@ def main() -> None:
     (root / HOST_CA_IN_ROOT.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CA_BUNDLE, root / HOST_CA_IN_ROOT.lstrip("/"))
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    name_host(root)
     logs = Path("/var/tmp/animegan-bench-logs/debian13")  # full logs stay out of the repo
     logs.mkdir(parents=True, exist_ok=True)
     with Mounts(root):
