@@ -203,9 +203,9 @@ class CopyCheck:
         near = max(threshold, near)
         index, dist = self.copy_index().within(self.fit(images), near)
         found = DrawCopies(threshold, index, dist, near)
-        near = self.nearest_features(features) if features is not None else None
-        if near is not None:
-            found.feature_index, found.feature_distance = near
+        by_features = self.nearest_features(features) if features is not None else None
+        if by_features is not None:
+            found.feature_index, found.feature_distance = by_features
         return found
 
     def fit(self, images: np.ndarray) -> np.ndarray:
