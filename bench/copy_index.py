@@ -1,27 +1,28 @@
-"""The copy check alone at the course's size: building the index, the calibration, and the cost per scored image,
-against a baseline ref's copy check on the same images (issue 18).
+"""The copy check alone, as the training set grows to the course's size: what a scored image costs through the copy
+index's range search (what evaluate runs) against the full nearest-face scan (what evaluate ran before, linear in
+the faces), in the same run on the same faces and images (issue 18).
 
 Usage:
-    .venv/bin/python bench/copy_index.py                          # 71,314 faces, 200 images, baseline main
-    .venv/bin/python bench/copy_index.py --faces 20000 --images 100 --calibration 200 --baseline none
+    .venv/bin/python bench/copy_index.py                                   # 4,500 / 18,000 / 64,183 faces
+    .venv/bin/python bench/copy_index.py --sizes 4500 20000 --calibration 200
 
-Faces: bench/course_set.py's variants of the 5k zip (cached, never committed). Images: half drawn by a course DCGAN
-with random weights (JPEG q75, as the sample stage writes them), half edited copies of training faces (moved by a
-pixel, JPEG q75). Each side runs in a fresh child with its own code (the baseline exported by `git archive`):
-this checkout builds pipeline.metrics.copy_index.CopyIndex (timed) and answers CopyCheck.nearest through it; the
-baseline's CopyCheck.nearest is whatever that ref does. Prints seconds per image, the index's work per query
-(faces compared exactly, faces bounded, share of the faces touched), whether both sides flag the same images at
-the calibrated threshold, and the load average.
+Faces: bench/course_set.py's 71,314 variants of the 5k zip (cached, never committed), keeping only the variants of
+real faces 0-4,499 (64,183 of them), so that real faces 4,500-4,999 are new to every index: the first --sizes of
+those. Images: 100 of those new real faces (what a good generator draws: close to the data, copying nothing),
+50 edited copies of training faces (moved by a pixel, JPEG q75: must be flagged), 50 drawn by a course DCGAN with
+random weights (far from everything). For each size: the index's build and calibration (once per clean data, in
+the copy_index stage), the k-d tree (built by evaluate's first query), then `CopyIndex.within(images, near)`
+(near = max(threshold, novel quantile), as evaluate asks) and `CopyIndex.nearest(images)` (every image's nearest
+face), timed; both must flag the same images and give the same nearest face wherever it lies within `near`. Prints
+milliseconds per image, the faces each query touched, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,89 +31,83 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from course_set import course_faces  # noqa: E402
-from evaluate_split import export, load  # noqa: E402
+from course_set import COURSE_COUNT, course_faces  # noqa: E402
 
-CHILD = """
-import json, sys, time
-import numpy as np
-from pipeline.metrics.copies import CopyCheck
-faces = np.load(FACES, mmap_mode="r")
-images = np.load(IMAGES)
-check = CopyCheck(faces)
-out = {}
-if hasattr(check, "copy_index"):
-    t = time.perf_counter(); index = check.copy_index(); out["build_s"] = time.perf_counter() - t
-t = time.perf_counter()
-cal = check.calibrate(count=CAL, quantile=0.01, seed=0, jpeg_quality=75)
-out["calibrate_s"] = time.perf_counter() - t
-out["threshold"] = cal.threshold
-if hasattr(check, "copy_index"):
-    index.stats = type(index.stats)()
-t = time.perf_counter()
-idx, dist = check.nearest(images)
-out["query_s"] = time.perf_counter() - t
-if hasattr(check, "copy_index"):
-    out["stats"] = index.stats.as_dict(len(faces))
-out["index"] = idx.tolist(); out["distance"] = dist.tolist()
-print("RESULT " + json.dumps(out))
-"""
+KNOWN = 4500  # real faces 0..KNOWN-1 (all their variants) are training faces; the rest are new
 
 
-def child(code: Path, faces: Path, images: Path, calibration: int) -> dict:
-    src = CHILD.replace("FACES", repr(str(faces))).replace("IMAGES", repr(str(images))).replace("CAL", str(calibration))
-    proc = subprocess.run([sys.executable, "-c", src], cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
-                          capture_output=True, text=True)  # fmt: skip
-    if proc.returncode != 0:
-        sys.exit(f"child ({code}) failed:\n{proc.stderr[-3000:]}")
-    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--faces", type=int, default=71314)
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--calibration", type=int, default=1000, help="eval.copies.calibration_count")
-    ap.add_argument("--baseline", default="main", help="git ref, or none")
-    args = ap.parse_args()
-
+def query_images(faces: np.ndarray, new_faces: np.ndarray) -> tuple[np.ndarray, list[int]]:
     import torch
 
     from pipeline.metrics.copies import edit
     from pipeline.train.families.dcgan import Generator
     from pipeline.train.sampling import generate, jpeg_roundtrip
 
-    faces_path = course_faces(args.faces)
-    faces = np.load(faces_path, mmap_mode="r")
     torch.manual_seed(0)
-    drawn = jpeg_roundtrip(generate(Generator(100, 64, 64).eval(), 0, 0, args.images // 2, 50, torch.device("cpu")), 75)
-    picks = np.random.default_rng(0).choice(len(faces), args.images - len(drawn), replace=False)
+    drawn = jpeg_roundtrip(generate(Generator(100, 64, 64).eval(), 0, 0, 50, 50, torch.device("cpu")), 75)
+    picks = sorted(np.random.default_rng(0).choice(KNOWN, 50, replace=False).tolist())  # variant 0: in every index
     edited = np.stack([edit(np.asarray(faces[p]), 1, 0, 75) for p in picks])
-    with tempfile.TemporaryDirectory() as tmp:
-        images = Path(tmp) / "images.npy"
-        np.save(images, np.concatenate([drawn, edited]))
-        print(f"{args.faces:,} faces, {args.images} images ({len(drawn)} drawn, {len(edited)} edited copies), "
-              f"calibration {args.calibration}; load {load()}")  # fmt: skip
-        rows = {"this checkout": child(REPO, faces_path, images, args.calibration)}
-        print(f"  (load {load()})")
-        if args.baseline != "none":
-            rows[args.baseline] = child(export(args.baseline, Path(tmp)), faces_path, images, args.calibration)
-            print(f"  (load {load()})")
-    for name, r in rows.items():
-        extra = f"build {r['build_s']:.1f} s, " if "build_s" in r else ""
-        print(f"{name:>14}: {extra}calibration {r['calibrate_s']:.1f} s, {1000 * r['query_s'] / args.images:.1f} ms "
-              f"per image, threshold {r['threshold']:.4f}, flagged {sum(d < r['threshold'] for d in r['distance'])}")
-        if "stats" in r:
-            st = r["stats"]
-            print(f"{'':>14}  per query: {st['exact_per_query']:.1f} faces compared exactly, "
-                  f"{st['bounded_per_query']:.0f} with the full bound, {st['prefix_per_query']:.0f} with the "
-                  f"{24}-component bound")
-    if len(rows) == 2:
-        a, b = rows.values()
-        same_i = np.mean(np.asarray(a["index"]) == np.asarray(b["index"]))
-        closer = np.mean(np.asarray(a["distance"]) <= np.asarray(b["distance"]) + 1e-12)
-        print(f"same nearest face {same_i:.3f}; this checkout's distance <= the baseline's for {closer:.3f} "
-              "(the index is exact; a heuristic can only find a farther face)")
+    return np.concatenate([new_faces, edited, drawn]), picks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4500, 18000, 64183])
+    ap.add_argument("--calibration", type=int, default=1000, help="eval.copies.calibration_count")
+    args = ap.parse_args()
+
+    import torch
+
+    from pipeline.metrics.copies import CopyCheck
+    from pipeline.metrics.copy_index import CopyIndex, QueryStats
+
+    course = np.load(course_faces(COURSE_COUNT), mmap_mode="r")
+    known = np.flatnonzero(np.arange(len(course)) % 5000 < KNOWN)  # every variant of real faces 0..KNOWN-1
+    new_faces = np.asarray(course[KNOWN : KNOWN + 100])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load {load()}")
+    header = (f"{'faces':>7} {'build s':>8} {'calib s':>8} {'tree s':>6} {'threshold':>9} {'near':>7} | "
+              f"{'within ms/img':>13} {'touched':>8} {'exact':>6} | {'nearest ms/img':>14} {'touched':>8} "
+              f"{'exact':>6} | {'ratio':>6} same")  # fmt: skip
+    print(header)
+    for size in args.sizes:
+        faces = np.ascontiguousarray(course[known[:size]])
+        images, picks = query_images(faces, new_faces)
+        t = time.perf_counter()
+        index = CopyIndex.build(faces, seed=0)
+        build_s = time.perf_counter() - t
+        t = time.perf_counter()
+        cal = CopyCheck(faces, index=index).calibrate(args.calibration, 0.01, 0, 75)
+        calib_s = time.perf_counter() - t
+        near = cal.near()
+        t = time.perf_counter()
+        index.within(images[:1], near)  # the first query builds the k-d tree: once per evaluate, timed apart
+        tree_s = time.perf_counter() - t
+        runs = {}
+        for name, args_ in (("within", (images, near)), ("nearest", (images,))):
+            index.stats = QueryStats()
+            t = time.perf_counter()
+            found = getattr(index, name)(*args_)
+            runs[name] = (found, (time.perf_counter() - t) / len(images), index.stats.as_dict(len(faces)))
+        (wi, wd), w_s, w_st = runs["within"]
+        (ni, nd), n_s, n_st = runs["nearest"]
+        inside = nd <= near
+        same = (
+            np.array_equal(wd < cal.threshold, nd < cal.threshold)
+            and np.array_equal(wi[inside], ni[inside]) and (wi[~inside] == -1).all()
+            and wi[100:150].tolist() == picks  # every edited copy: its original (faces[p] is real face p, variant 0)
+        )  # fmt: skip
+        touched_w, touched_n = w_st["tree_per_query"], n_st["scanned_per_query"]
+        print(f"{size:>7,} {build_s:>8.1f} {calib_s:>8.1f} {tree_s:>6.2f} {cal.threshold:>9.4f} {near:>7.4f} | "
+              f"{1e3 * w_s:>13.2f} {touched_w:>8.1f} {w_st['exact_per_query']:>6.1f} | "
+              f"{1e3 * n_s:>14.2f} {touched_n:>8.0f} {n_st['exact_per_query']:>6.1f} | "
+              f"{n_s / w_s:>6.1f} {same}")  # fmt: skip
+        flagged = int((wd < cal.threshold).sum())
+        print(f"{'':>7} flagged {flagged} of {len(images)} (50 edited copies); within `near`: "
+              f"{int(np.isfinite(wd).sum())}; load {load()}")  # fmt: skip
 
 
 if __name__ == "__main__":
