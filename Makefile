@@ -25,11 +25,8 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 
 install: $(STAMP)
 
-# Two pytest-xdist workers: much of the suite waits on subprocesses (DVC, git, servers); tests/conftest.py groups
-# the tests so that module fixtures are built once. TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline stages tests bench requirements

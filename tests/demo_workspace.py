@@ -17,7 +17,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "demo"
 TEST_EPOCHS = 5
-XDIST_GROUP = "demo-workspace"  # tests/conftest.py: the modules that work in WORKSPACE run on one worker, in turn
 
 
 def run_demo() -> subprocess.CompletedProcess[str]:

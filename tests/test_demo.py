@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, XDIST_GROUP, run_demo  # noqa: F401 - XDIST_GROUP: conftest
+from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, run_demo
 
 STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
 

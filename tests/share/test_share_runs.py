@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from demo_workspace import WORKSPACE, XDIST_GROUP, run_demo  # noqa: F401 - XDIST_GROUP: conftest
+from demo_workspace import WORKSPACE, run_demo
 
 GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
 STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
