@@ -1,7 +1,7 @@
 """Tile a batch of images into one PNG: previews of the clean data, training grids, sample sheets.
 
 Usage:
-    from pipeline.core.image_grid import grid_image, save_grid
+    from pipeline.core.image_grid import grid_image, save_grid, save_note
     save_grid(faces[:64], Path("plots/clean_preview.png"), ncol=8)   # faces: uint8 (N, H, W, 3)
     img = grid_image(faces[:16], ncol=4)                             # the same, as a PIL image
     save_note("no sample within 0.043 of a training face", Path("plots/copies.png"))  # a picture with nothing to tile
@@ -43,18 +43,20 @@ def grid_image(images: np.ndarray, ncol: int, pad: int = 2) -> Image.Image:
 def save_grid(images: np.ndarray, path: Path, ncol: int, pad: int = 2) -> Path:
     """Write grid_image(images, ncol, pad) as a PNG at `path` (atomically); return the path."""
     path = Path(path)
-    img = grid_image(images, ncol, pad)
-    with atomic_path(path, suffix=".png") as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return save_png(grid_image(images, ncol, pad), path)
 
 
 def save_note(text: str, path: Path, width: int = 400, height: int = 40) -> Path:
     """Write a PNG that says `text` (atomically): for a picture a pipeline declares as an output but that has no
     images to show this time, so the file still exists and says why it is empty."""
-    path = Path(path)
     img = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(img).text((8, height // 2), text, fill="black", anchor="lm")
+    return save_png(img, path)
+
+
+def save_png(img: Image.Image, path: Path) -> Path:
+    """Write `img` as a PNG at `path` atomically; return the path."""
+    path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
     return path

@@ -27,7 +27,7 @@ class KidReference:
     def __init__(self, features: np.ndarray, subsets: int, subset_size: int, seed: int) -> None:
         self.b = np.asarray(features, np.float64)
         self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
-        self._yy: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}  # m -> (row subsets of b, their Kyy sums)
+        self._yy: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # m -> (indicators of b's subsets, their Kyy sums)
 
     def score(self, features: np.ndarray) -> tuple[float, float]:
         """(mean, std) of the unbiased MMD^2 between `features` and the reference over the seeded subsets."""
@@ -37,25 +37,25 @@ class KidReference:
         m = min(self.subset_size, len(a), len(self.b))
         if m < 2:
             raise ValueError("KID needs at least 2 feature vectors in each set")
-        y_rows, yy_sums = self._reference_side(m)
+        pick_y, yy_sums = self._reference_side(m)
         rng = np.random.default_rng([self.seed, 0])
-        x_rows = [np.sort(rng.choice(len(a), m, replace=False)) for _ in range(self.subsets)]
+        pick_x = _indicator([np.sort(rng.choice(len(a), m, replace=False)) for _ in range(self.subsets)], len(a))
         d = a.shape[1]
-        xx_sums = _subset_sums(_kernel(a @ a.T, d), x_rows, x_rows) - _subset_sums_of_diagonal(a, x_rows, d)
-        xy_sums = _subset_sums(_kernel(a @ self.b.T, d), x_rows, y_rows)
+        xx_sums = _subset_sums(_kernel(a @ a.T, d), pick_x, pick_x) - pick_x @ _self_kernel(a)
+        xy_sums = _subset_sums(_kernel(a @ self.b.T, d), pick_x, pick_y)
         values = (xx_sums + yy_sums) / (m * (m - 1)) - 2 * xy_sums / (m * m)
         return float(values.mean()), float(values.std())
 
-    def _reference_side(self, m: int) -> tuple[list[np.ndarray], np.ndarray]:
+    def _reference_side(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         if m not in self._yy:
             rng = np.random.default_rng([self.seed, 1])
             rows = [np.sort(rng.choice(len(self.b), m, replace=False)) for _ in range(self.subsets)]
-            d = self.b.shape[1]
+            pick, d = _indicator(rows, len(self.b)), self.b.shape[1]
             if len(self.b) ** 2 <= self.subsets * m * m:  # one Gram matrix of the pool costs no more than the subsets'
-                sums = _subset_sums(_kernel(self.b @ self.b.T, d), rows, rows)
+                sums = _subset_sums(_kernel(self.b @ self.b.T, d), pick, pick)
             else:
                 sums = np.array([_kernel(self.b[y] @ self.b[y].T, d).sum() for y in rows])
-            self._yy[m] = (rows, sums - _subset_sums_of_diagonal(self.b, rows, d))
+            self._yy[m] = (pick, sums - pick @ _self_kernel(self.b))
         return self._yy[m]
 
 
@@ -75,19 +75,19 @@ def _kernel(gram: np.ndarray, dim: int) -> np.ndarray:
     return cube
 
 
-def _subset_sums(kernel: np.ndarray, rows: list[np.ndarray], cols: list[np.ndarray]) -> np.ndarray:
-    """sum of kernel[rows[s]][:, cols[s]] for each subset s, as 1_rows K 1_cols: two matrix products, no copies."""
-    pick_rows, pick_cols = _indicator(rows, kernel.shape[0]), _indicator(cols, kernel.shape[1])
+def _subset_sums(kernel: np.ndarray, pick_rows: np.ndarray, pick_cols: np.ndarray) -> np.ndarray:
+    """Each subset's sum of kernel[rows][:, cols], its rows and columns given as indicator rows (see _indicator):
+    1_rows K 1_cols for all subsets in two matrix products, no block copied."""
     return ((pick_rows @ kernel) * pick_cols).sum(axis=1)
 
 
-def _subset_sums_of_diagonal(features: np.ndarray, rows: list[np.ndarray], dim: int) -> np.ndarray:
-    """The trace of each subset's kernel block: k(x, x) summed over its rows."""
-    self_kernel = (np.einsum("ij,ij->i", features, features) / dim + 1) ** 3
-    return _indicator(rows, len(features)) @ self_kernel
+def _self_kernel(features: np.ndarray) -> np.ndarray:
+    """k(x, x) for every row: summed over a subset's rows, the trace of its kernel block."""
+    return _kernel(np.einsum("ij,ij->i", features, features), features.shape[1])
 
 
 def _indicator(rows: list[np.ndarray], n: int) -> np.ndarray:
+    """(subsets, n) float64: row s is 1 at the indices in rows[s], else 0."""
     pick = np.zeros((len(rows), n), np.float64)
     for s, r in enumerate(rows):
         pick[s, r] = 1.0
