@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 
 install: $(STAMP)
 
+# Test files run in TEST_WORKERS processes; --dist loadfile keeps each file in one, because a file's tests share
+# module fixtures (a trained workspace, a DVC repository). One process: `.venv/bin/python -m pytest`.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline stages tests bench requirements

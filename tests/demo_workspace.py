@@ -1,22 +1,37 @@
 """The demo workspace the slow end-to-end tests share: demo/ at the repo root, trained for TEST_EPOCHS.
 
 Usage (from a test):
-    from demo_workspace import WORKSPACE, run_demo
-    run_demo()        # python -m stages.demo --workspace demo --set train.epochs=5; asserts it succeeded
+    from demo_workspace import WORKSPACE, demo_lock, run_demo
+    with demo_lock():  # while held, no other test process runs the demo in (or changes) demo/
+        run_demo()     # python -m stages.demo --workspace demo --set train.epochs=5; asserts it succeeded
+        shutil.copytree(WORKSPACE, ...)
 
 Every test that needs a finished demo runs it with the same settings, so DVC finds the others' outputs cached
-instead of retraining for another epoch count (bench/demo.py measures the full 50-epoch demo).
+instead of retraining for another epoch count (bench/demo.py measures the full 50-epoch demo). `make test` runs
+test files in two processes (pytest-xdist), so the files that share demo/ take turns with it under a file lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "demo"
 TEST_EPOCHS = 5
+LOCK = REPO / ".demo-workspace.lock"
+
+
+@contextmanager
+def demo_lock() -> Iterator[None]:
+    """Holds demo/ for this process: another test process waits here until it is released."""
+    with open(LOCK, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        yield
 
 
 def run_demo() -> subprocess.CompletedProcess[str]:

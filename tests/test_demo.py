@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, run_demo
+from demo_workspace import REPO, TEST_EPOCHS, WORKSPACE, demo_lock, run_demo
 
 STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
 
@@ -46,7 +46,8 @@ def project_state() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def demo() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
     before = project_state()
-    first, second = run_demo(), run_demo()
+    with demo_lock():
+        first, second = run_demo(), run_demo()
     assert project_state() == before
     return first, second
 
@@ -118,7 +119,8 @@ def sh(cwd: Path, *args: str, timeout: float = 600) -> str:
 def experiments(demo, tmp_path_factory) -> Path:
     """A copy of the demo workspace after `animegan exp baseline` (the course's 1-epoch sample setup)."""
     ws = tmp_path_factory.mktemp("demo_exp") / "demo"
-    shutil.copytree(WORKSPACE, ws, symlinks=True)
+    with demo_lock():
+        shutil.copytree(WORKSPACE, ws, symlinks=True)
     sh(ws, "animegan", "exp", "baseline")
     return ws
 

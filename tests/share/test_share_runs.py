@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from demo_workspace import WORKSPACE, run_demo
+from demo_workspace import WORKSPACE, demo_lock, run_demo
 
 GIT_ID = ["-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
 STAGES = ("download", "clean", "detector", "fid_reference", "copy_index", "train", "sample", "evaluate")
@@ -74,10 +74,11 @@ class Shared:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory) -> Shared:
-    run_demo()  # the demo as tests/test_demo.py runs it, so one trains and the other finds it cached
     root = tmp_path_factory.mktemp("share")
     a, store, origin = root / "A", root / "store", root / "origin.git"
-    shutil.copytree(WORKSPACE, a, symlinks=True)
+    with demo_lock():
+        run_demo()  # the demo as tests/test_demo.py runs it, so one trains and the other finds it cached
+        shutil.copytree(WORKSPACE, a, symlinks=True)
     sh(root, "git", "init", "-q", "--bare", str(origin))
     sh(a, "dvc", "remote", "add", "-d", "store", str(store))  # the README's line, with a shared folder
     sh(a, "git", "add", ".dvc/config")
