@@ -25,12 +25,13 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 
 install: $(STAMP)
 
-# Test files run in TEST_WORKERS processes; --dist loadfile keeps each file in one, because a file's tests share
-# module fixtures (a trained workspace, a DVC repository). One process: `.venv/bin/python -m pytest`.
-TEST_WORKERS ?= 2
+# Test files run in TEST_WORKERS processes, each torch on one thread (tests/conftest.py); --dist loadfile keeps each
+# file in one process, because a file's tests share module fixtures (a trained workspace, a DVC repository), and
+# --no-loadscope-reorder keeps conftest's order (the longest files first). One process: `.venv/bin/python -m pytest`.
+TEST_WORKERS ?= 3
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline stages tests bench requirements

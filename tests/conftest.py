@@ -1,6 +1,32 @@
-"""Shared test settings: no progress bars, no network, CPU only."""
+"""Shared test settings (no progress bars, no network, CPU only) and how `make test` spreads files over processes."""
 
 import os
 
+import pytest
+
 os.environ.setdefault("ANIMEGAN_PROGRESS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+# `make test` runs test files in several pytest-xdist processes (--dist loadfile). Each runs torch on one thread, and
+# so do the commands its tests start: on a small machine the processes would otherwise fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# The files that take longest, each a whole pipeline on CPU, start first and in this order: test_demo.py trains the
+# demo workspace that test_share_runs.py then finds cached (it waits on a lock meanwhile, tests/demo_workspace.py).
+LONGEST = ("tests/test_demo.py", "tests/train/test_sync_repro.py", "tests/notebooks/test_notebook.py",
+           "tests/share/test_share_runs.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files in LONGEST, then the other files with slow tests, then the rest (with --no-loadscope-reorder,
+    xdist hands out files in this order): no long file is left to start when the other processes run out of work."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.relative_to(config.rootpath).as_posix()
+        return (0, LONGEST.index(name)) if name in LONGEST else (1 if item.path in slow_files else 2, 0)
+
+    items.sort(key=rank)  # stable: within a rank, the collection order

@@ -110,13 +110,14 @@ def test_fewer_faces_than_components() -> None:
 def test_a_range_query_touches_a_small_part_of_the_5k_real_faces() -> None:
     faces = real_faces(range(5000))  # skips when the shared zip is absent
     index = CopyIndex.build(faces[:4500], seed=0)
-    novel = faces[4500:4600]  # faces the index never saw: what a good generator draws
+    novel = faces[4500:4520]  # faces the index never saw: what a good generator draws (20: the exhaustive answer
+    # below costs about 1.8 s per image)
     copies = edited_copies(faces, list(range(0, 4500, 450)))
     radius = 0.046  # the threshold calibrated on these faces (pipeline/metrics/copies.py)
     index.stats = type(index.stats)()
     found_i, found_d = index.within(np.concatenate([novel, copies]), radius)
     stats = index.stats.as_dict(4500)
     assert stats["tree_per_query"] < 0.02 * 4500 and stats["exact_per_query"] < 5
-    assert found_i[100:].tolist() == list(range(0, 4500, 450))  # every edited copy found, with its original
+    assert found_i[len(novel) :].tolist() == list(range(0, 4500, 450))  # every edited copy found, with its original
     want_i, want_d = exhaustive_nearest(faces[:4500], novel)
-    assert found_i[:100].tolist() == np.where(want_d <= radius, want_i, -1).tolist()
+    assert found_i[: len(novel)].tolist() == np.where(want_d <= radius, want_i, -1).tolist()

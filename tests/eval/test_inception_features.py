@@ -81,7 +81,8 @@ def test_each_rewritten_block_computes_pytorch_fids_block(backbone, eager_backbo
         for i in rewritten:
             want, got = theirs[i](inputs[i]), ours[i](inputs[i])
             assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
-            assert (got - want).abs().max() <= 2e-6 * want.abs().max(), type(theirs[i]).__name__
+            # float rounding: 2.1e-6 of the range seen when torch runs on one thread (oneDNN picks other kernels)
+            assert (got - want).abs().max() <= 4e-6 * want.abs().max(), type(theirs[i]).__name__
 
 
 def _pick(kernels: str, backbone, layers_backbone, eager_backbone):

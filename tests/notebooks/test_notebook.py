@@ -22,6 +22,7 @@ from typing import Any
 import nbformat
 import pytest
 import yaml
+from demo_workspace import SMALL_EVAL
 from nbclient import NotebookClient
 
 from pipeline.data.cartoon import write_faces_zip
@@ -33,18 +34,8 @@ COPY = ("pipeline", "stages", "notebooks", "dvc.yaml", "params.yaml", "pyproject
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
 
-# The demo's settings, then smaller still: 300 faces, 2 epochs (18 steps); the Inception (at 299 px) sees about 400
-# images in all, the heaviest part on CPU.
-TINY = [
-    "train.log_every=3",
-    "detector.max_train_faces=100",
-    "eval.repeats=2",
-    "eval.fid.reference_count=100",
-    "eval.kid.reference_pool=100",
-    "eval.prdc.reference_count=50",
-    "eval.copies.calibration_count=50",
-    "eval.afd.real_count=20",
-]
+# The demo's settings, then smaller still: 300 faces, 2 epochs (18 steps), the tests' smaller scoring.
+TINY = ["train.log_every=3", *SMALL_EVAL]
 
 pytestmark = pytest.mark.slow
 

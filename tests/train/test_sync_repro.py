@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from demo_workspace import SMALL_EVAL, sets
 from train_helpers import REPO, assert_same_tensors
 
 from stages.demo import demo_env
@@ -45,8 +46,8 @@ def test_killed_repro_on_a_continues_in_a_fresh_clone_whose_repro_samples_and_ev
     if shutil.which("git") is None:
         pytest.skip("needs git")
     a, b, straight, drive = tmp_path / "A", tmp_path / "B", tmp_path / "straight", tmp_path / "drive"
-    sets = ["train.epochs=3", "train.checkpoint_every=20", f"train.sync={drive}"]
-    demo = [sys.executable, "-m", "stages.demo", "--workspace", str(a), *[x for s in sets for x in ("--set", s)]]
+    settings = sets("train.epochs=3", "train.checkpoint_every=20", f"train.sync={drive}", *SMALL_EVAL)
+    demo = [sys.executable, "-m", "stages.demo", "--workspace", str(a), *settings]
     proc = subprocess.Popen(demo, cwd=REPO, env=env_of(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 900

@@ -1,0 +1,81 @@
+"""The README's `make test` in a fresh clone on this machine, as CI runs it: the record beside bench/debian13.py's.
+
+    python bench/make_test_here.py                     # the committed current branch, make's own Python choice
+    python bench/make_test_here.py --python python3.12 --branch pkg
+
+Clones the committed branch into a temporary folder (nothing uncommitted, no .venv), runs `make test` there (venv
+creation and the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0, and
+writes bench/results/make_test-py<major><minor>.json: the OS, Python, torch, torchvision, numpy, scipy, Pillow and
+pydantic versions, pytest's counts and failing tests, the wall times (whole command; pytest's own), the load
+average before and after (full log under /var/tmp/animegan-bench-logs/make_test/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from debian13 import VERSIONS, pytest_counts
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+LOGS = Path("/var/tmp/animegan-bench-logs/make_test")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--branch", default=None, help="branch to clone (default: the current branch)")
+    ap.add_argument("--python", default=None, help="make's PYTHON= (default: make picks python3.11/3.12/3.13)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds for `make test` (install included)")
+    args = ap.parse_args()
+    git = ["git", "-C", str(REPO)]
+    branch = args.branch or subprocess.check_output([*git, "branch", "--show-current"], text=True).strip()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / "make-test.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")} | {"ANIMEGAN_PROGRESS": "0"}
+    with tempfile.TemporaryDirectory(prefix="animegan-make-test-") as tmp:
+        clone = Path(tmp) / "animegan"
+        subprocess.run(["git", "clone", "-q", "--branch", branch, str(REPO), str(clone)], check=True)
+        commit = subprocess.check_output(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], text=True).strip()
+        cmd = ["make", "test", *([f"PYTHON={args.python}"] if args.python else [])]
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        start = time.monotonic()
+        with open(log, "w") as out:
+            try:
+                rc = subprocess.run(cmd, cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    timeout=args.timeout).returncode  # fmt: skip
+            except subprocess.TimeoutExpired:
+                rc = 124
+        wall = time.monotonic() - start
+        load_after = Path("/proc/loadavg").read_text().split()[:3]
+        found = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", VERSIONS], capture_output=True,
+                               text=True).stdout.split()  # fmt: skip
+    names = ["python", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"]
+    versions = dict(zip(names, found, strict=False)) if len(found) == len(names) else {"raw": found}
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit,
+        "branch": branch,
+        "os": platform.freedesktop_os_release().get("PRETTY_NAME", platform.platform()),
+        "versions": versions,
+        "make_test": {"exit_code": rc, "timed_out": rc == 124, "timeout_s": args.timeout, "wall_s": round(wall, 1),
+                      **pytest_counts(log)},  # fmt: skip
+        "loadavg_before_after": [load_before, load_after],
+        "log": str(log),
+        "cores": os.cpu_count(),
+    }
+    name = "make_test-py" + "".join(versions.get("python", "unknown").split(".")[:2]) + ".json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    sys.exit(0 if rc == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
