@@ -3,7 +3,8 @@
     python bench/make_test_here.py                     # the committed current branch, make's own Python choice
     python bench/make_test_here.py --python python3.12 --branch pkg
 
-Clones the committed branch into a temporary folder (nothing uncommitted, no .venv), runs `make test` there (venv
+Clones the committed branch into a temporary folder (nothing uncommitted, no .venv) with ../shared beside it when
+this checkout has one (the real-face tests read ../shared/data, as in CI), runs `make test` there (venv
 creation and the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0, and
 writes bench/results/make_test-py<major><minor>.json: the OS, Python, torch, torchvision, numpy, scipy, Pillow and
 pydantic versions, pytest's counts and failing tests, the wall times (whole command; pytest's own), the load
@@ -42,6 +43,9 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")} | {"ANIMEGAN_PROGRESS": "0"}
     with tempfile.TemporaryDirectory(prefix="animegan-make-test-") as tmp:
         clone = Path(tmp) / "animegan"
+        shared = REPO.parent / "shared"
+        if shared.is_dir():
+            (Path(tmp) / "shared").symlink_to(shared)
         subprocess.run(["git", "clone", "-q", "--branch", branch, str(REPO), str(clone)], check=True)
         commit = subprocess.check_output(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], text=True).strip()
         cmd = ["make", "test", *([f"PYTHON={args.python}"] if args.python else [])]
