@@ -34,11 +34,18 @@ RESULTS = REPO / "bench" / "results"
 PACKAGES = ["python3", "python3-venv", "make", "git", "ca-certificates", "g++", "python3-dev"]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 HOST_CA_IN_ROOT = "/etc/ssl/certs/host-ca-bundle.crt"
-VERSIONS = (
+PACKAGES_REPORTED = ("torch", "torchvision", "numpy", "scipy", "pillow", "pydantic")
+VERSIONS = (  # run with `python -c` in the venv under test; versions_from() reads its output
     "import sys, importlib.metadata as m; "
     "print(sys.version.split()[0]); "
-    "[print(m.version(p)) for p in ('torch', 'torchvision', 'numpy', 'scipy', 'pillow', 'pydantic')]"
+    f"[print(m.version(p)) for p in {PACKAGES_REPORTED!r}]"
 )
+
+
+def versions_from(output: str) -> dict[str, str]:
+    """{"python": ..., "torch": ..., ...} from VERSIONS' output; {"raw": [...]} when it is not one line each."""
+    found, names = output.split(), ["python", *PACKAGES_REPORTED]
+    return dict(zip(names, found, strict=True)) if len(found) == len(names) else {"raw": found}
 
 
 def apt_mirror() -> str:
@@ -196,9 +203,7 @@ def main() -> None:
         rc_test, t_test = chroot(root, "cd /work/animegan && make test", args.test_timeout, test_log)
         load_after = Path("/proc/loadavg").read_text().split()[:3]
         _, _ = chroot(root, f"cd /work/animegan && .venv/bin/python -c \"{VERSIONS}\"", 120, logs / "versions.log")
-        found = (logs / "versions.log").read_text().split()
-        names = ["python", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"]
-        versions = dict(zip(names, found, strict=False)) if len(found) == len(names) else {"raw": found}
+        versions = versions_from((logs / "versions.log").read_text())
         rc_demo, t_demo = None, None
         if not args.no_demo:
             rc_demo, t_demo = chroot(root, "cd /work/animegan && make demo", args.demo_timeout, logs / "make-demo.log")

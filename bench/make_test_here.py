@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from debian13 import VERSIONS, pytest_counts
+from debian13 import VERSIONS, pytest_counts, versions_from
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -60,9 +60,8 @@ def main() -> None:
         wall = time.monotonic() - start
         load_after = Path("/proc/loadavg").read_text().split()[:3]
         found = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", VERSIONS], capture_output=True,
-                               text=True).stdout.split()  # fmt: skip
-    names = ["python", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic"]
-    versions = dict(zip(names, found, strict=False)) if len(found) == len(names) else {"raw": found}
+                               text=True).stdout  # fmt: skip
+    versions = versions_from(found)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": commit,
