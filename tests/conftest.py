@@ -1,6 +1,9 @@
 """Shared test settings (no progress bars, no network, CPU only) and how `make test` spreads files over processes."""
 
 import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +33,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (0, LONGEST.index(name)) if name in LONGEST else (1 if item.path in slow_files else 2, 0)
 
     items.sort(key=rank)  # stable: within a rank, the collection order
+
+
+@pytest.fixture(scope="module")
+def module_tmp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Path]]:
+    """tmp_path_factory.mktemp for a module's fixtures; the folders go when the module is done, unless one of its tests
+    failed (what tmp_path_retention_policy = "failed" does for each test's tmp_path). The whole suite left ~1.8 GB
+    behind until it ended, and CI's disk once filled up mid-run."""
+    made: list[Path] = []
+    failed_before = request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

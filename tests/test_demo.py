@@ -117,9 +117,9 @@ def sh(cwd: Path, *args: str, timeout: float = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def experiments(demo, tmp_path_factory) -> Path:
+def experiments(demo, module_tmp) -> Path:
     """A copy of the demo workspace after `animegan exp baseline` (the course's 1-epoch sample setup)."""
-    ws = tmp_path_factory.mktemp("demo_exp") / "demo"
+    ws = module_tmp("demo_exp") / "demo"
     with demo_lock():
         shutil.copytree(WORKSPACE, ws, symlinks=True)
     sh(ws, "animegan", "exp", "baseline")

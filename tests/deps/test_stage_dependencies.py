@@ -207,9 +207,9 @@ def run_order() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def traces(module_tmp) -> dict[str, dict]:
     """Every stage of dvc.yaml run through its real command, in pipeline order, in one small project."""
-    project = tmp_path_factory.mktemp("deps")
+    project = module_tmp("deps")
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     zip_path = write_faces_zip(project / "faces.zip", **FACES)
     for item in [f"data.url={zip_path.as_uri()}", "data.sha256=", f"eval.fid.cache_dir={project / 'cache'}", *SMALL]:

@@ -45,9 +45,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """Run the detector stage once on 240 cartoon faces; tests below read what it wrote."""
-    root = tmp_path_factory.mktemp("detector")
+    root = module_tmp("detector")
     (root / "clean").mkdir()
     np.save(root / "clean" / "faces.npy", cartoon_faces(count=240, size=64, seed=3))
     params = params_for(root)

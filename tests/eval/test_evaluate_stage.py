@@ -21,8 +21,8 @@ from stages.cli import app
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("evalproj")
+def project(module_tmp) -> tuple[Path, list[str]]:
+    root = module_tmp("evalproj")
     overrides = make_project(root)
     params = project_params(overrides)
     fid_reference.run(params)

@@ -25,9 +25,9 @@ from stages.cli import app
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
+def served(module_tmp) -> Iterator[tuple[str, Path, str]]:
     """(base URL, the folder it serves, sha256) with the file pt_inception-test-<8 hex>.pth in it."""
-    root = tmp_path_factory.mktemp("www")
+    root = module_tmp("www")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         state = build_fid_inception().state_dict()

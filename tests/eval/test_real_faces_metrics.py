@@ -26,8 +26,8 @@ HELD_OUT = range(4000, 4100)  # never in any reference or training set below
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    backbone = load_backbone("untrained", "", tmp_path_factory.mktemp("cache"), 0, 1.0, device="cpu")
+def features(module_tmp) -> dict[str, np.ndarray]:
+    backbone = load_backbone("untrained", "", module_tmp("cache"), 0, 1.0, device="cpu")
     held = real_faces(HELD_OUT)
     blurred = np.stack([np.asarray(Image.fromarray(f).filter(ImageFilter.GaussianBlur(4))) for f in held])
     return {

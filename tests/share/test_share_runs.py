@@ -73,8 +73,8 @@ class Shared:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Shared:
-    root = tmp_path_factory.mktemp("share")
+def shared(module_tmp) -> Shared:
+    root = module_tmp("share")
     a, store, origin = root / "A", root / "store", root / "origin.git"
     with demo_lock():
         run_demo()  # the demo as tests/test_demo.py runs it, so one trains and the other finds it cached

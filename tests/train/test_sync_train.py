@@ -68,11 +68,11 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 180) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(module_tmp):
     """The uninterrupted run's checkpoint and generator (no sync, one checkpoint at the end)."""
     from train_helpers import tiny_faces
 
-    root = tmp_path_factory.mktemp("straight")
+    root = module_tmp("straight")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -33,11 +33,11 @@ def conv_weights(state: dict) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory) -> dict:
+def plain(module_tmp) -> dict:
     """The default run on CPU: every option set to `cuda` (or `never`), so none is on."""
     from train_helpers import tiny_faces
 
-    root = tmp_path_factory.mktemp("plain")
+    root = module_tmp("plain")
     train_tiny(root, tiny_faces())
     return checkpoint_of(root)
 
