@@ -25,7 +25,7 @@ OUTPUT_NEUTRAL_PARAMS: dict[str, str] = {
     "train.sync_stale_s": "when another machine's lease on a run counts as abandoned; decides who trains, not what",
     "sample.batch_size": "image i depends only on (sample.seed, i), not on the batch it is drawn in",
     "eval.fid.batch_size": "Inception features are the same for any batch size",
-    "eval.fid.cache_dir": "where the downloaded weights are cached; they are verified by their hash",
+    "eval.fid.cache_dir": "where downloaded weights (checked by hash) and the calibrated untrained network are kept",
 }
 
 NOT_STAGE_CODE: dict[str, str] = {

@@ -19,7 +19,10 @@ Usage:
     (about 1e-7) and every FID comes out near 0; calibrated ones separate image sets. For tests and offline demos
     only: its numbers are not comparable with anybody's FID. Its weights_sha256 hashes what defines it: the seeded
     initial weights and the calibration images (not the calibrated tensors, whose last bits depend on the CPU
-    thread count), so a reference made with another seed or other calibration images is told apart.
+    thread count), so a reference made with another seed or other calibration images is told apart. Calibrating
+    takes seconds, so the result is kept in cache_dir/untrained/, named by everything its bits depend on (seed,
+    calibration size, torch/torchvision/pytorch-fid versions, CPU capability, thread count, the source of this module
+    and of the cartoon faces): a process that finds it loads the same tensors it would have computed.
 
 The network is pytorch-fid's own architecture (its FIDInception blocks), fed exactly as pytorch-fid feeds it
 (uint8 -> float /255 -> bilinear resize to 299 -> 2x-1), with speed-ups that keep features within float rounding of
@@ -133,7 +136,7 @@ class PoolFeatures(nn.Module):
 def load_backbone(
     weights: str,
     sha256: str,
-    cache_dir: Path,
+    cache_dir: Path | None,
     calibration_seed: int,
     timeout_s: float,
     device: str | None = None,
@@ -152,7 +155,7 @@ def load_backbone(
     if kernels.startswith("onednn") and (dev.type != "cpu" or not onednn_available() or eager_only):
         raise ValueError(f"onednn kernels need a CPU device, a PyTorch with oneDNN, no bf16 or compile (on {dev})")
     if weights == UNTRAINED:
-        state, digest = _untrained(calibration_seed)
+        state, digest = _untrained(calibration_seed, Path(cache_dir).expanduser() if cache_dir else None)
         name = UNTRAINED
     else:
         path, digest = _weights_file(weights, sha256, Path(cache_dir).expanduser(), timeout_s)
@@ -253,13 +256,52 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _untrained_state(seed: int) -> dict[str, torch.Tensor]:
-    return _untrained(seed)[0]
+    return _untrained(seed, None)[0]
 
 
 @functools.lru_cache(maxsize=2)
-def _untrained(seed: int) -> tuple[dict[str, torch.Tensor], str]:
-    """Random weights from `seed`, BatchNorm statistics from cartoon faces, and the sha256 of those two inputs;
-    cached per process (it takes seconds)."""
+def _untrained(seed: int, cache_dir: Path | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The calibrated untrained network's state and the sha256 of its inputs: from cache_dir when an earlier process
+    on this machine made it, else calibrated here and saved there (atomically; a cache that cannot be written is
+    skipped). Cached per process too."""
+    file = cache_dir / "untrained" / f"fid-inception-seed{seed}-{_untrained_key(seed)[:20]}.pt" if cache_dir else None
+    if file is not None and file.is_file():
+        try:
+            saved = torch.load(file, map_location="cpu", weights_only=True)
+            return saved["state"], saved["digest"]
+        except Exception as e:  # a damaged file: calibrate again and replace it
+            log.warning("ignoring unreadable %s (%s)", file, one_line(e, 120))
+    state, digest = _calibrated(seed)
+    if file is not None:
+        partial = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"state": state, "digest": digest}, partial)
+            os.replace(partial, file)
+        except OSError as e:
+            log.warning("could not cache the untrained backbone in %s (%s)", file.parent, one_line(e, 120))
+            partial.unlink(missing_ok=True)
+    return state, digest
+
+
+def _untrained_key(seed: int) -> str:
+    """sha256 of everything the calibrated tensors' bits depend on; the cache file is named by it."""
+    import pytorch_fid
+
+    from pipeline.data import cartoon
+
+    digest = hashlib.sha256()
+    versions = (torch.__version__, torchvision.__version__, pytorch_fid.__version__)
+    machine = (torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())  # oneDNN's kernels and sums
+    for part in (seed, CALIBRATION_COUNT, CALIBRATION_SIZE, *versions, *machine):
+        digest.update(f"{part}\n".encode())
+    for module in (__file__, cartoon.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()
+
+
+def _calibrated(seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """Random weights from `seed`, BatchNorm statistics from cartoon faces, and the sha256 of those two inputs."""
     from pipeline.data.cartoon import cartoon_faces
 
     with torch.random.fork_rng(devices=[]):

@@ -130,3 +130,36 @@ def test_untrained_backbone_separates_image_sets(backbone) -> None:
     faces_vs_faces = fid_of_features(f_b, ref.mean, ref.cov)
     faces_vs_noise = fid_of_features(f_noise, ref.mean, ref.cov)
     assert faces_vs_noise > 3 * faces_vs_faces > 0
+
+
+def test_the_untrained_backbone_is_calibrated_once_and_then_read_from_the_cache(tmp_path, monkeypatch, caplog) -> None:
+    import pipeline.metrics.inception as inception
+
+    inception._untrained.cache_clear()
+    fresh, fresh_digest = inception._untrained(0, tmp_path)
+    (file,) = (tmp_path / "untrained").iterdir()
+
+    def no_calibration(seed):
+        raise AssertionError("calibrated again although the cache holds it")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(inception, "_calibrated", no_calibration)
+        inception._untrained.cache_clear()
+        state, digest = inception._untrained(0, tmp_path)  # another process on this machine: the same bits
+    assert digest == fresh_digest and state.keys() == fresh.keys()
+    assert all(torch.equal(state[k], fresh[k]) for k in fresh)
+
+    file.write_bytes(file.read_bytes()[:1000])  # cut off mid-write by hand: calibrated again and replaced
+    inception._untrained.cache_clear()
+    _, digest = inception._untrained(0, tmp_path)
+    assert digest == fresh_digest and "ignoring unreadable" in caplog.text
+    assert torch.load(file, weights_only=True)["digest"] == fresh_digest and len(list(file.parent.iterdir())) == 1
+
+    threads = torch.get_num_threads()
+    key = inception._untrained_key(0)
+    torch.set_num_threads(threads + 1)  # oneDNN's sums change in the last bits: another file
+    try:
+        assert inception._untrained_key(0) != key and inception._untrained_key(1) != key
+    finally:
+        torch.set_num_threads(threads)
+        inception._untrained.cache_clear()
