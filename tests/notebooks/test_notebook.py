@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 import pytest
 import yaml
-from demo_workspace import SMALL_EVAL
+from demo_workspace import SAMPLE_COUNT, SMALL_EVAL
 from nbclient import NotebookClient
 
 from pipeline.data.cartoon import write_faces_zip
@@ -109,4 +109,4 @@ def test_notebook_runs_top_to_bottom_on_cpu(tmp_path: Path, monkeypatch: pytest.
     assert (workdir / "plots" / "samples_grid.png").is_file()
     with tarfile.open(here / "submission.tgz") as tar:  # left where "elsewhere" downloads: the notebook's folder
         names = tar.getnames()
-    assert len(names) == demo["sample"]["count"] and all(n.endswith(".jpg") for n in names)
+    assert len(names) == SAMPLE_COUNT and all(n.endswith(".jpg") for n in names)

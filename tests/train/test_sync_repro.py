@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from demo_workspace import SMALL_EVAL, sets
+from demo_workspace import SAMPLE_COUNT, SMALL_EVAL, sets
 from train_helpers import REPO, assert_same_tensors
 
 from stages.demo import demo_env
@@ -67,7 +67,7 @@ def test_killed_repro_on_a_continues_in_a_fresh_clone_whose_repro_samples_and_ev
     assert f"resuming from step {published} of {TOTAL}" in done.stderr
     assert "taking over run" in done.stderr  # A's trainer died on this host: its lease is stale at once
     evaluated = json.loads((b / "metrics" / "eval.json").read_text())
-    assert evaluated and len(list((b / "samples").glob("*.jpg"))) == 64
+    assert evaluated and len(list((b / "samples").glob("*.jpg"))) == SAMPLE_COUNT
     lock = yaml.safe_load((b / "dvc.lock").read_text())
     assert {"train", "sample", "evaluate"} <= set(lock["stages"])
     assert json.loads((b / "metrics" / "train.json").read_text())["resumed_from_step"] == published
