@@ -5,10 +5,12 @@
 
 Clones the committed branch into a temporary folder (nothing uncommitted, no .venv) with ../shared beside it when
 this checkout has one (the real-face tests read ../shared/data, as in CI), runs `make test` there (venv
-creation and the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0, and
+creation and the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0 and
+an empty torch.compile cache (TORCHINDUCTOR_CACHE_DIR in the temporary folder: CI compiles from cold), and
 writes bench/results/make_test-py<major><minor>.json: the OS, Python, torch, torchvision, numpy, scipy, Pillow and
 pydantic versions, pytest's counts and failing tests, the wall times (whole command; pytest's own), the load
-average before and after (full log under /var/tmp/animegan-bench-logs/make_test/).
+average before and after, whether ~/.cache/animegan already held the calibrated untrained backbone (full log
+under /var/tmp/animegan-bench-logs/make_test/).
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / "make-test.log"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")} | {"ANIMEGAN_PROGRESS": "0"}
+    # a new machine has calibrated no untrained backbone yet (pipeline/metrics/inception.py keeps it there)
+    backbone_cached = any(Path("~/.cache/animegan/untrained").expanduser().glob("*.pt"))
     with tempfile.TemporaryDirectory(prefix="animegan-make-test-") as tmp:
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor-cache")
         clone = Path(tmp) / "animegan"
         shared = REPO.parent / "shared"
         if shared.is_dir():
@@ -71,6 +76,7 @@ def main() -> None:
         "make_test": {"exit_code": rc, "timed_out": rc == 124, "timeout_s": args.timeout, "wall_s": round(wall, 1),
                       **pytest_counts(log)},  # fmt: skip
         "loadavg_before_after": [load_before, load_after],
+        "untrained_backbone_cached_before": backbone_cached,
         "log": str(log),
         "cores": os.cpu_count(),
     }
