@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("ANIMEGAN_PROGRESS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# The commands tests start write Python's bytecode caches as on a user's machine: this machine's
+# PYTHONDONTWRITEBYTECODE=1 hid that they changed DVC's code dependencies (.dvcignore now ignores them).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 # `make test` runs test files in several pytest-xdist processes (--dist loadfile). Each runs torch on one thread, and

@@ -67,6 +67,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     }  # fmt: skip
     sh(["git", "init", "-q"], proj, env)
     sh([str(BIN / "dvc"), "init", "-q"], proj, env)
+    shutil.copy(REPO / ".dvcignore", proj / ".dvcignore")  # what a clone of the project has
     return proj, env
 
 
