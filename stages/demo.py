@@ -32,12 +32,14 @@ import yaml
 
 from pipeline.core.config import Params, apply_override, validate
 from pipeline.core.errors import UserError, one_line
+from pipeline.runs.git_identity import missing_identity
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PARAMS = Path(__file__).with_name("demo_params.yaml")
 CODE_DIRS = ("pipeline", "stages")
 CODE_FILES = ("dvc.yaml",)
-GIT_ID = ["-c", "user.name=animegan demo", "-c", "user.email=demo@localhost", "-c", "commit.gpgsign=false"]
+DEMO_IDENTITY = {"user.name": "animegan demo", "user.email": "demo@localhost"}
+GIT_ID = [*(f for key, value in DEMO_IDENTITY.items() for f in ("-c", f"{key}={value}")), "-c", "commit.gpgsign=false"]
 PARAMS_HEADER = "# Written by `python -m stages.demo`: the project's params.yaml + stages/demo_params.yaml.\n"
 
 
@@ -150,6 +152,8 @@ def ensure_repo(ws: Path, env: dict[str, str]) -> None:
         raise UserError("the demo needs git (apt-get install git)")
     if not (ws / ".git").exists():
         git(ws, env, "init", "-q")
+    for key in missing_identity(ws):  # the README's `animegan exp` commits in here; a fresh machine has no identity
+        git(ws, env, "config", key, DEMO_IDENTITY[key])
     if not (ws / ".dvc").exists():
         subprocess.run(["dvc", "init", "-q"], cwd=ws, env=env, check=True)
     ignore = ws / ".gitignore"

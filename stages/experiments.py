@@ -136,14 +136,19 @@ def run_experiment(
     """Run (or with dry_run only print) the preset's dvc command, then with push the `dvc exp push` of the
     finished run; the dvc beside this Python is preferred."""
     import sys
+    from pathlib import Path
 
     from pipeline.core.errors import UserError
+    from pipeline.runs.git_identity import missing_identity
 
     if name not in PRESETS:
         raise UserError(f"unknown experiment {name!r}; presets: {', '.join(PRESETS)}")
     if queue and push is not None:
         raise UserError("--push needs a finished run: after the queue, push with `dvc exp push REMOTE NAME ...`")
     cmd = dvc_command(name, extra_sets, seed, queue)
+    if not dry_run and (missing := missing_identity(Path.cwd())):
+        raise UserError(f"dvc exp run commits each experiment and git has no {' or '.join(missing)} here: set them "
+                        "with `git config --global user.name NAME` and `git config --global user.email EMAIL`")
     code = _run_dvc(cmd, dry_run)
     if push is None or code != 0:
         return code

@@ -78,3 +78,34 @@ def test_queue_only_queues_and_refuses_push():
     assert done.exit_code == 0 and "dvc exp run -n wgan-seed2 " in done.output and " --queue" in done.output
     done = runner.invoke(app, ["exp", "wgan", "--queue", "--push", "origin"])
     assert done.exit_code == 2 and "--push needs a finished run" in done.output
+
+
+def test_without_a_git_identity_exp_is_one_line_and_exit_2(tmp_path):
+    """A fresh Debian, Colab or Kaggle machine has no git user: dvc exp run would refuse mid-way, after its set-up."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.runs.git_identity import missing_identity
+
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = bare | {"HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "exp", "baseline"], cwd=repo, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and not (repo / "dvc.lock").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("error: dvc exp run commits each experiment and git has "
+                                                          "no user.name or user.email here")  # fmt: skip
+    assert "Traceback" not in done.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
+            mp.delenv(name, raising=False)
+        assert missing_identity(repo) == ["user.name", "user.email"]
+        mp.setenv("GIT_AUTHOR_NAME", "student")  # what the notebook sets
+        assert missing_identity(repo) == ["user.email"]
+        subprocess.run(["git", "config", "user.email", "s@example.com"], cwd=repo, check=True)
+        assert missing_identity(repo) == []
