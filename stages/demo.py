@@ -156,10 +156,15 @@ def ensure_repo(ws: Path, env: dict[str, str]) -> None:
         git(ws, env, "config", key, DEMO_IDENTITY[key])
     if not (ws / ".dvc").exists():
         subprocess.run(["dvc", "init", "-q"], cwd=ws, env=env, check=True)
-    ignore = ws / ".gitignore"
-    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
     # the trainer's workspace lock and train.sync's upload snapshots (pipeline/train): never results to commit
-    own = ("__pycache__/", "/inputs/", "/plots/report.*", "/models/.train.lock", "/models/.sync/")
+    git_own = ("__pycache__/", "/inputs/", "/plots/report.*", "/models/.train.lock", "/models/.sync/")
+    add_lines(ws / ".gitignore", git_own)
+    add_lines(ws / ".dvcignore", ("__pycache__/", "*.pyc"))  # as the project's own .dvcignore says why
+
+
+def add_lines(ignore: Path, own: tuple[str, ...]) -> None:
+    """Append the lines of `own` that the ignore file lacks."""
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
     missing = [p for p in own if p not in lines]
     if missing:
         ignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")
