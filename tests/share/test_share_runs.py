@@ -45,9 +45,10 @@ def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
 
 
 def workspace_files(ws: Path) -> dict[str, bytes]:
-    """Every file of a clone outside git's and DVC's own folders, with its bytes."""
+    """Every file of a clone outside git's and DVC's own folders and Python's bytecode caches (the command under test
+    imports the clone's code), with its bytes."""
     return {str(p.relative_to(ws)): p.read_bytes() for p in sorted(ws.rglob("*"))
-            if p.is_file() and not {".git", ".dvc"} & set(p.relative_to(ws).parts)}  # fmt: skip
+            if p.is_file() and not {".git", ".dvc", "__pycache__"} & set(p.relative_to(ws).parts)}  # fmt: skip
 
 
 NOT_OUTPUTS = {".train.lock"}  # the workspace lock of the machine that trained (git-ignored, never pushed)
