@@ -4,13 +4,13 @@
     python bench/make_test_here.py --python python3.12 --branch pkg
 
 Clones the committed branch into a temporary folder (nothing uncommitted, no .venv) with ../shared beside it when
-this checkout has one (the real-face tests read ../shared/data, as in CI), runs `make test` there (venv
-creation and the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0 and
-an empty torch.compile cache (TORCHINDUCTOR_CACHE_DIR in the temporary folder: CI compiles from cold), and
-writes bench/results/make_test-py<major><minor>.json: the OS, Python, torch, torchvision, numpy, scipy, Pillow and
-pydantic versions, pytest's counts and failing tests, the wall times (whole command; pytest's own), the load
-average before and after, whether ~/.cache/animegan already held the calibrated untrained backbone (full log
-under /var/tmp/animegan-bench-logs/make_test/).
+this checkout has one (the real-face tests read ../shared/data, as in CI), runs `make test` there (venv creation and
+the install from requirements/lock.txt included, as on a new machine) with ANIMEGAN_PROGRESS=0, an empty
+torch.compile cache (TORCHINDUCTOR_CACHE_DIR in the temporary folder: CI compiles from cold) and pytest's 40 slowest
+tests printed in the log, and writes bench/results/make_test-py<major><minor>.json: the OS, Python, torch,
+torchvision, numpy, scipy, Pillow and pydantic versions, pytest's counts and failing tests, the wall times (whole
+command; pytest's own), the load average before and after, whether ~/.cache/animegan already held the calibrated
+untrained backbone (full log under /var/tmp/animegan-bench-logs/make_test/).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     backbone_cached = any(Path("~/.cache/animegan/untrained").expanduser().glob("*.pt"))
     with tempfile.TemporaryDirectory(prefix="animegan-make-test-") as tmp:
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor-cache")
+        env["PYTEST_ADDOPTS"] = "--durations=40"  # the slowest tests, in the log: where the next minutes are
         clone = Path(tmp) / "animegan"
         shared = REPO.parent / "shared"
         if shared.is_dir():
