@@ -37,7 +37,7 @@ from pipeline.runs.git_identity import missing_identity
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PARAMS = Path(__file__).with_name("demo_params.yaml")
 CODE_DIRS = ("pipeline", "stages")
-CODE_FILES = ("dvc.yaml",)
+CODE_FILES = ("dvc.yaml", ".dvcignore")  # the project's .dvcignore: bytecode caches are not code (dvc init keeps it)
 DEMO_IDENTITY = {"user.name": "animegan demo", "user.email": "demo@localhost"}
 GIT_ID = [*(f for key, value in DEMO_IDENTITY.items() for f in ("-c", f"{key}={value}")), "-c", "commit.gpgsign=false"]
 PARAMS_HEADER = "# Written by `python -m stages.demo`: the project's params.yaml + stages/demo_params.yaml.\n"
@@ -73,7 +73,7 @@ def run_demo(ws: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     params = write_params(ws, settings["params"], faces_zip, overrides)
     env = demo_env(ws)
     ensure_repo(ws, env)
-    code = (".gitignore", ".dvcignore", ".dvc", *CODE_FILES, "params.yaml", *CODE_DIRS)
+    code = (".gitignore", ".dvc", *CODE_FILES, "params.yaml", *CODE_DIRS)
     commit_all(ws, env, "demo: code and params", only=code)
     untrack_cached_grids(ws, env, params)
     print(f"demo: running `dvc repro` in {ws}", flush=True)
@@ -84,7 +84,7 @@ def run_demo(ws: Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
 
 
 def sync_code(src: Path, ws: Path) -> None:
-    """Mirror dvc.yaml, pipeline/*.py and stages/*.py(+yaml) into ws, touching only files whose bytes differ."""
+    """Mirror CODE_FILES, pipeline/*.py and stages/*.py(+yaml) into ws, touching only files whose bytes differ."""
     wanted: dict[Path, Path] = {ws / name: src / name for name in CODE_FILES}
     for folder in CODE_DIRS:
         for file in (src / folder).rglob("*"):
@@ -156,15 +156,10 @@ def ensure_repo(ws: Path, env: dict[str, str]) -> None:
         git(ws, env, "config", key, DEMO_IDENTITY[key])
     if not (ws / ".dvc").exists():
         subprocess.run(["dvc", "init", "-q"], cwd=ws, env=env, check=True)
-    # the trainer's workspace lock and train.sync's upload snapshots (pipeline/train): never results to commit
-    git_own = ("__pycache__/", "/inputs/", "/plots/report.*", "/models/.train.lock", "/models/.sync/")
-    add_lines(ws / ".gitignore", git_own)
-    add_lines(ws / ".dvcignore", ("__pycache__/", "*.pyc"))  # as the project's own .dvcignore says why
-
-
-def add_lines(ignore: Path, own: tuple[str, ...]) -> None:
-    """Append the lines of `own` that the ignore file lacks."""
+    ignore = ws / ".gitignore"
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
+    # the trainer's workspace lock and train.sync's upload snapshots (pipeline/train): never results to commit
+    own = ("__pycache__/", "/inputs/", "/plots/report.*", "/models/.train.lock", "/models/.sync/")
     missing = [p for p in own if p not in lines]
     if missing:
         ignore.write_text("\n".join(lines + missing) + "\n", encoding="utf-8")

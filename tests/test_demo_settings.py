@@ -34,9 +34,9 @@ def test_code_commit_leaves_outputs_of_a_killed_demo_to_dvc(tmp_path: Path) -> N
     not put them in git, or `dvc repro` refuses them ("already tracked by SCM") in every later run."""
     env = dict(os.environ)
     git(tmp_path, env, "init", "-q")
-    for rel in ("dvc.yaml", "params.yaml", "pipeline/core/x.py", "stages/x.py", "samples/1.jpg"):
+    for rel in (*CODE_FILES, "params.yaml", "pipeline/core/x.py", "stages/x.py", "samples/1.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(rel, encoding="utf-8")
     commit_all(tmp_path, env, "code", only=(*CODE_FILES, "params.yaml", *CODE_DIRS))
     tracked = subprocess.run(["git", "ls-files"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    assert sorted(tracked.split()) == ["dvc.yaml", "params.yaml", "pipeline/core/x.py", "stages/x.py"]
+    assert sorted(tracked.split()) == sorted([*CODE_FILES, "params.yaml", "pipeline/core/x.py", "stages/x.py"])
