@@ -59,14 +59,23 @@ class FaceClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = self.onet
         x = (x - 127.5) * 0.0078125
-        x = o.pool1(o.prelu1(o.conv1(x)))
-        x = o.pool2(o.prelu2(o.conv2(x)))
-        x = o.pool3(o.prelu3(o.conv3(x)))
+        x = _pool(o.pool1, o.prelu1(o.conv1(x)))
+        x = _pool(o.pool2, o.prelu2(o.conv2(x)))
+        x = _pool(o.pool3, o.prelu3(o.conv3(x)))
         x = o.prelu4(o.conv4(x))
         x = x.permute(0, 3, 2, 1).contiguous()  # O-Net's dense5 was trained on this (transposed) layout
         x = o.prelu5(o.dense5(x.view(x.shape[0], -1)))
         logits = o.dense6_1(x)
         return logits[:, 1] - logits[:, 0]  # log-odds of "face": softmax over two logits is a sigmoid of this
+
+
+def _pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """O-Net's max pooling, run in channels_last: the same maxima (max is exact in any layout), and on CPU about 4x
+    faster than torch's contiguous-layout kernel, which took longer than O-Net's convolutions. The output keeps the
+    input's layout, so the convolutions compute exactly what they did."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return pool(x)
+    return pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
