@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import Params
+from pipeline.core.hashing import array_sha256
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache, save_copy_cache
-from pipeline.metrics.fid_reference import array_sha256
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device, sample_device
 from pipeline.core.errors import UserError
-from pipeline.core.hashing import sha256_file
+from pipeline.core.hashing import array_sha256, sha256_file
 from pipeline.core.image_grid import save_grid, save_note
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import get_detector
@@ -50,7 +50,7 @@ from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_c
 from pipeline.metrics.copy_index import CopyIndex
 from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
 from pipeline.metrics.evaluation import PRDC_KEYS, provenance, read_image_folder, score_draws
-from pipeline.metrics.fid_reference import array_sha256, check_reference, load_reference
+from pipeline.metrics.fid_reference import check_reference, load_reference
 from pipeline.metrics.prdc import PrdcReference
 from pipeline.train.generator_file import load_generator
 from pipeline.train.sampling import generate, jpeg_roundtrip, read_jpegs

@@ -21,9 +21,10 @@ import torch
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
+from pipeline.core.hashing import array_sha256
 from pipeline.core.speed import resolve_speed
 from pipeline.data.clean import clean_faces_file, load_clean_faces
-from pipeline.metrics.fid_reference import array_sha256, backbone_meta, compute_reference, is_current, save_reference
+from pipeline.metrics.fid_reference import backbone_meta, compute_reference, is_current, save_reference
 from pipeline.metrics.inception import load_backbone
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """The FID reference: Inception statistics of the clean faces, computed once and stored with what they depend on.
 
 Usage:
-    from pipeline.metrics.fid_reference import compute_reference, save_reference, load_reference, array_sha256
+    from pipeline.metrics.fid_reference import compute_reference, save_reference, load_reference
+    from pipeline.core.hashing import array_sha256
     ref = compute_reference(backbone, faces, count=0, batch_size=50, kid_pool=10000, kid_seed=0,
                             prdc_count=1000, prdc_seed=0)
     save_reference(ref, Path("data/fid_reference"), data_sha256=array_sha256(faces_path))  # atomic folder swap
@@ -23,7 +24,6 @@ so scoring a draw never runs the reference through Inception again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -54,16 +54,6 @@ class Reference:
     meta: dict[str, Any] = field(default_factory=dict)
     prdc_features: np.ndarray = field(default_factory=lambda: np.zeros((0, FEATURE_DIM), np.float32))
     prdc_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-def array_sha256(path: Path) -> str:
-    """sha256 of a .npy array's raw bytes in C order (what the clean stage records), without loading it whole."""
-    arr = np.load(path, mmap_mode="r")
-    digest = hashlib.sha256()
-    rows = max(1, (1 << 26) // max(1, arr[0].nbytes if len(arr) else 1))
-    for start in range(0, len(arr), rows):
-        digest.update(np.ascontiguousarray(arr[start : start + rows]).tobytes())
-    return digest.hexdigest()
 
 
 def backbone_meta(backbone: Backbone) -> dict[str, Any]:
