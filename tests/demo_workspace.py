@@ -26,14 +26,15 @@ TEST_EPOCHS = 5
 LOCK = REPO / ".demo-workspace.lock"
 
 # The demo's scoring made smaller still for tests (as `--set` items): every stage and metric runs, on fewer images.
-# The Inception at 299 px is the heaviest part of a CPU pipeline run (~0.18 s per image on one thread).
-SAMPLE_COUNT = 32
+# The Inception at 299 px is the heaviest part of a CPU pipeline run (~0.18 s per image on one thread): each run
+# scores 2 x 16 samples and a 32-face reference, about 12 s of it (a dozen such runs in the suite).
+SAMPLE_COUNT = 16
 SMALL_EVAL = (
     f"sample.count={SAMPLE_COUNT}",
     "eval.repeats=2",
-    "eval.fid.reference_count=64",
-    "eval.kid.reference_pool=64",
-    "eval.prdc.reference_count=50",
+    "eval.fid.reference_count=32",
+    "eval.kid.reference_pool=32",
+    "eval.prdc.reference_count=32",
     "eval.copies.calibration_count=50",
     "eval.afd.real_count=20",
     "detector.max_train_faces=100",

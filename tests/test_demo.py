@@ -150,7 +150,7 @@ def test_readme_queue_runs_an_experiment_in_a_worker(experiments) -> None:
     sh(ws, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"Queued|Running", status := sh(ws, "dvc", "queue", "status")) and time.monotonic() < deadline:
-        time.sleep(5)
+        time.sleep(1)
     assert re.search(r"wgan +.* Success", status), status
     shown = json.loads(sh(ws, "dvc", "exp", "show", "--json"))
     runs = {r["name"]: r for rev in shown for exp in rev.get("experiments") or [] for r in exp["revs"]}
