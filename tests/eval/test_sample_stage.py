@@ -16,11 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from eval_project import REPO, make_project, project_params, tiny_generator
 
 from pipeline.core.atomic import make_temp_file
 from pipeline.core.errors import UserError
-from pipeline.train.sampling import generate, jpeg_roundtrip, latents, read_jpegs
+from pipeline.train.families.dcgan import Generator
+from pipeline.train.sampling import (
+    Float64TransposedConv,
+    generate,
+    jpeg_roundtrip,
+    latents,
+    read_jpegs,
+    swap_transposed_convs,
+    to_uint8,
+)
 from stages import sample
 
 
@@ -38,6 +48,47 @@ def test_images_do_not_depend_on_batch_size() -> None:
     assert one_batch.dtype == np.uint8 and one_batch.shape == (11, 16, 16, 3)
     for batch_size in (1, 2, 3, 5):  # float32 outputs would move by ~1e-7 between these
         assert np.array_equal(generate(g, seed=0, draw=0, count=11, batch_size=batch_size), one_batch)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [  # (c_in, c_out, kernel, stride, padding, output_padding, bias): the course's layer, then other shapes
+        (6, 4, 5, 2, 2, 1, False), (3, 5, 4, 2, 1, 0, True), (4, 2, (3, 2), (1, 2), (1, 0), (0, 1), True),
+        (2, 3, 3, 3, 0, 2, False),
+    ],
+)  # fmt: skip
+def test_float64_transposed_conv_equals_torch_layer(shape) -> None:
+    c_in, c_out, kernel, stride, padding, output_padding, bias = shape
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, output_padding, bias=bias).double()
+    x = torch.randn(3, c_in, 5, 7, dtype=torch.float64)
+    with torch.inference_mode():
+        want, got = layer(x), Float64TransposedConv(layer)(x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("image_size", [16, 32, 64])
+def test_generate_draws_what_torch_layers_draw(image_size: int) -> None:
+    """The swapped layers give the same images as torch's own float64 ones, with BatchNorm statistics that are not
+    the initial ones; the generator handed in keeps its layers."""
+    torch.manual_seed(1)
+    g = Generator(z_dim=16, g_features=8, image_size=image_size).eval()
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.3, 3.0)
+    plain = g.double()
+    with torch.inference_mode():
+        want = plain(latents(seed=0, draw=2, start=0, count=20, z_dim=16).double())
+        swapped = Generator(z_dim=16, g_features=8, image_size=image_size).double().eval()
+        swapped.load_state_dict(plain.state_dict())
+        swap_transposed_convs(swapped)
+        assert any(isinstance(m, Float64TransposedConv) for m in swapped.modules())
+        torch.testing.assert_close(swapped(latents(0, 2, 0, 20, 16).double()), want, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(generate(g.float(), seed=0, draw=2, count=20, batch_size=7), to_uint8(want))
+    assert not any(isinstance(m, Float64TransposedConv) for m in g.modules())
 
 
 def test_sample_stage_writes_identical_files_for_any_batch_size_and_a_flat_tgz(tmp_path: Path) -> None:
