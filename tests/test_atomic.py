@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import resource
+import sys
 
 import pytest
 import torch
@@ -65,13 +66,14 @@ def test_replace_dir_never_swaps_away_files_the_stage_does_not_write(tmp_path):
     assert file_target.read_text() == "x"
 
 
-def test_a_checkpoint_write_past_the_file_size_limit_is_a_user_error_and_keeps_the_old_one(tmp_path):
+def test_a_checkpoint_write_past_the_file_size_limit_is_a_user_error_and_keeps_the_old_one(tmp_path, monkeypatch):
     # RLIMIT_FSIZE makes the kernel refuse writes past the limit with EFBIG (Python ignores SIGXFSZ): a real failed
     # write, standing in for a full disk. torch's zip writer used to turn it into a RuntimeError.
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1, "weights": torch.zeros(10)})
     old = path.read_bytes()
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a module imported meanwhile would get a truncated .pyc
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
     try:
         with pytest.raises(UserError, match=r"cannot write .*checkpoint.pt.*: file too large"):

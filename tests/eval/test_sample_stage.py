@@ -161,9 +161,12 @@ def test_a_file_size_limit_while_writing_the_tarball_is_one_line_and_changes_no_
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
     args = [a for o in [*overrides, "sample.seed=1"] for a in ("--set", o)]
+    # no bytecode: Python does not check a cache file's write for being cut short, so under the limit it would leave
+    # a truncated .pyc in the project's __pycache__, and every later import of that module fails (EOFError)
     done = subprocess.run(
         [sys.executable, "-m", "stages.cli", "sample", "--params", str(REPO / "params.yaml"), *args],
         capture_output=True, text=True, cwd=REPO, preexec_fn=small_files,  # noqa: PLW1509 - only sets a limit
+        env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
