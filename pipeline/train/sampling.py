@@ -77,9 +77,13 @@ class Float64TransposedConv(nn.Module):
     (inputs x weights for all k*k taps) and each tap is added into a channels-last output at its stride.
     The output is the layer's, in the layer's (N, C, H, W) shape, with channels-last strides."""
 
+    @staticmethod
+    def handles(conv: nn.ConvTranspose2d) -> bool:
+        return conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+
     def __init__(self, conv: nn.ConvTranspose2d) -> None:
         super().__init__()
-        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+        if not self.handles(conv):
             raise ValueError("Float64TransposedConv: groups 1, dilation 1 and zero padding only")
         self.conv = conv
         c_in, c_out, kh, kw = conv.weight.shape
@@ -108,9 +112,7 @@ def swap_transposed_convs(model: nn.Module) -> None:
         if (
             isinstance(child, nn.ConvTranspose2d)
             and child.weight.dtype == torch.float64
-            and child.groups == 1
-            and child.dilation == (1, 1)
-            and child.padding_mode == "zeros"
+            and Float64TransposedConv.handles(child)
         ):
             setattr(parent, name, Float64TransposedConv(child))
 
