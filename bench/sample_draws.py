@@ -37,7 +37,6 @@ def main() -> None:
     swap = sampling.swap_transposed_convs
 
     def ours() -> np.ndarray:
-        sampling.swap_transposed_convs = swap
         return sampling.generate(g, seed=0, draw=1, count=args.count, batch_size=args.batch_size)
 
     def torch_layers() -> np.ndarray:

@@ -26,7 +26,8 @@ from train_helpers import REPO, assert_same_tensors
 from stages.demo import demo_env
 
 pytestmark = pytest.mark.slow
-TOTAL = 92  # 2 epochs of the demo's 46 steps
+EPOCHS, CHECKPOINT_EVERY = 2, 20
+TOTAL = EPOCHS * 46  # the demo's 46 steps per epoch
 
 
 def env_of(ws: Path) -> dict[str, str]:
@@ -46,19 +47,21 @@ def test_killed_repro_on_a_continues_in_a_fresh_clone_whose_repro_samples_and_ev
     if shutil.which("git") is None:
         pytest.skip("needs git")
     a, b, straight, drive = tmp_path / "A", tmp_path / "B", tmp_path / "straight", tmp_path / "drive"
-    settings = sets("train.epochs=2", "train.checkpoint_every=20", f"train.sync={drive}", *SMALL_EVAL)
+    settings = sets(
+        f"train.epochs={EPOCHS}", f"train.checkpoint_every={CHECKPOINT_EVERY}", f"train.sync={drive}", *SMALL_EVAL
+    )
     demo = [sys.executable, "-m", "stages.demo", "--workspace", str(a), *settings]
     proc = subprocess.Popen(demo, cwd=REPO, env=env_of(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 900
-    while pointer_step(drive) < 20:
+    while pointer_step(drive) < CHECKPOINT_EVERY:  # the first publish
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # the Colab session ends: dvc and the trainer with it
     proc.wait(timeout=30)
     published = pointer_step(drive)
-    assert 20 <= published < TOTAL
+    assert CHECKPOINT_EVERY <= published < TOTAL
 
     subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)  # the next machine: code and params only
     assert not (b / "models").exists() and not (b / "data").exists()
