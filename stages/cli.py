@@ -27,6 +27,7 @@ import yaml
 from pipeline.core.atomic import DISK_ERRORS
 from pipeline.core.config import Params, load_params, to_dict
 from pipeline.core.errors import UserError, one_line
+from pipeline.core.heap import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -54,6 +55,7 @@ def fail(message: str) -> typer.Exit:
 def run_guarded(fn: Callable[[], object]) -> None:
     """Call fn; a UserError becomes one line and exit code 2, never a traceback."""
     _setup_logging()
+    keep_freed_memory()  # before the stage allocates: its large tensors then reuse memory (pipeline/core/heap.py)
     try:
         fn()
     except UserError as e:
