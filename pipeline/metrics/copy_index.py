@@ -194,13 +194,24 @@ class CopyIndex:
         """float32 (B, shifts, DIM): P X_s for every allowed shift s of each blurred image."""
         h, w = images_blurred.shape[1:3]
         m = shift_margin((h, w))
-        edges_h, edges_w = cell_edges(h - 4 * m, BLOCK), cell_edges(w - 4 * m, BLOCK)
-        out = []
-        for dy in range(-m, m + 1):
-            for dx in range(-m, m + 1):
-                window = images_blurred[:, 2 * m - dy : h - 2 * m - dy, 2 * m - dx : w - 2 * m - dx]
-                out.append(project(cell_project(window, edges_h, edges_w), self.offset, self.basis))
-        return np.stack(out, axis=1)
+        cells_h, cells_w = len(cell_edges(h - 4 * m, BLOCK)), len(cell_edges(w - 4 * m, BLOCK))
+        windows = [(2 * m - dy, 2 * m - dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+        if (h - 4 * m) % cells_h or (w - 4 * m) % cells_w:  # unequal cells (odd sizes): each window on its own
+            edges_h, edges_w = cell_edges(h - 4 * m, BLOCK), cell_edges(w - 4 * m, BLOCK)
+            cells = [cell_project(images_blurred[:, y : y + h - 4 * m, x : x + w - 4 * m], edges_h, edges_w)
+                     for y, x in windows]  # fmt: skip
+        else:
+            # the cells of all shifted windows are cells of one grid of block sums, taken at the window's corner:
+            # one pass over the batch instead of one reduction per shift
+            bh, bw = (h - 4 * m) // cells_h, (w - 4 * m) // cells_w
+            x = np.asarray(images_blurred, np.float64)
+            sums = sum(x[:, i : h - bh + 1 + i, j : w - bw + 1 + j] for i in range(bh) for j in range(bw))
+            scale = 1 / np.sqrt(bh * bw)
+            cells = [(sums[:, y : y + bh * cells_h : bh, x0 : x0 + bw * cells_w : bw] * scale).reshape(len(x), -1)
+                     for y, x0 in windows]  # fmt: skip
+        b = len(images_blurred)
+        features = project(np.concatenate(cells), self.offset, self.basis).reshape(len(windows), b, -1)
+        return np.ascontiguousarray(features.swapaxes(0, 1))
 
     def within(
         self, images: np.ndarray, radius: float, exclude: np.ndarray | None = None
