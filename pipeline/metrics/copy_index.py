@@ -234,7 +234,8 @@ class CopyIndex:
             queries = self.query_features(batch)
             shifts = queries.shape[1]
             hits = self._tree.query_ball_point(
-                queries[:, :, :width].reshape(-1, width).astype(np.float64), reach, return_sorted=False
+                queries[:, :, :width].reshape(-1, width).astype(np.float64), reach, return_sorted=False,
+                workers=torch.get_num_threads(),  # the threads torch may use: the tree's search is most of a query
             )
             for j in range(len(batch)):
                 i = start + j
