@@ -14,7 +14,8 @@ through every kernel this PyTorch has on CPU:
   mkldnn         aten.mkldnn_convolution on opaque oneDNN tensors (input and weight in oneDNN's layouts)
 at each batch size. The best kernel and batch of each shape give its ceiling time per image; the FLOP-weighted
 ceiling is total FLOPs / the sum of those times: what the network would reach if every convolution ran as fast as
-it does alone and nothing else (pooling, concatenation, ReLU, resizing) cost anything.
+it does alone and nothing else (pooling, concatenation, ReLU, resizing) cost anything. The process keeps freed
+memory (pipeline.core.heap) as the stage processes do, unless --default-heap.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pipeline.core.heap import keep_freed_memory  # noqa: E402
 
 KERNELS = ("nchw", "channels_last", "onednn", "mkldnn")
 
@@ -195,9 +198,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 16, 50])
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--default-heap", action="store_true", help="glibc's default heap (freed memory unmapped)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.default_heap:
+        keep_freed_memory()
     shapes = fid_inception_shapes()
     best = search(shapes, args.batches)
     print_table(shapes, best, args.batches)

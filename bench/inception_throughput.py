@@ -20,7 +20,9 @@ with num_workers=0, PNG decoding included), and every convolution shape once mor
 Prints, and writes as markdown to --out: images/s, GFLOP/s of convolutions, the share of the ceiling (total and
 per-batch median), the speed-up on pytorch-fid, the largest feature difference to pytorch-fid and the FID between
 the two halves of the images from each feature set; with the load average before and after.
-`--threads` sets torch's intra-op threads for all of them (default: torch's choice, one per core).
+`--threads` sets torch's intra-op threads for all of them (default: torch's choice, one per core). The process
+keeps freed memory (pipeline.core.heap, as every stage process does) unless --default-heap: that applies to all of
+them alike, pytorch-fid and the ceiling included (pytorch-fid's own CLI runs on glibc's default heap).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from conv_ceiling import Ceiling, conv_shapes, print_table, search  # noqa: E402
 
+from pipeline.core.heap import keep_freed_memory  # noqa: E402
 from pipeline.metrics.fid import FeatureStats, frechet_distance  # noqa: E402
 from pipeline.metrics.inception import _untrained_state, build_fid_inception, extract_features, load_backbone  # noqa: E402
 
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("--weights", default="untrained", help="a pytorch-fid state dict file, or untrained")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--with-eager", action="store_true", help="also time our network on eager PyTorch modules")
+    ap.add_argument("--default-heap", action="store_true", help="glibc's default heap (freed memory unmapped)")
     ap.add_argument("--ceiling-batches", type=int, nargs="*", default=[8, 16, 50],
                     help="batch sizes the convolution ceiling tries (none: skip the ceiling)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inception_throughput.md",
@@ -79,6 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = False if args.default_heap else keep_freed_memory()
 
     import pytorch_fid.inception as pfi
     from pytorch_fid.fid_score import get_activations
@@ -158,8 +163,8 @@ def main() -> None:
     flops = sum(shape.flops * n for shape, n in conv_shapes(build_fid_inception()))
     load_after = os.getloadavg()
     say(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
-        f"(1 min; 5 min {load_after[1]:.1f})")  # fmt: skip
+        f"threads {torch.get_num_threads()}, heap {'keeps freed memory' if kept else 'glibc default'}, load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min; 5 min {load_after[1]:.1f})")  # fmt: skip
     say(f"images: {len(faces)} real faces at {args.size}x{args.size} -> 299x299, batch {b}, weights: {args.weights}; "
         f"{flops / 1e9:.2f} GFLOP of convolutions per image")  # fmt: skip
     say("")
@@ -188,7 +193,7 @@ def main() -> None:
         say(f"{names[key]}: max |feature difference| to pytorch-fid {np.abs(f - theirs).max():.3g} (features up to "
             f"{np.abs(theirs).max():.3g}); FID half vs half {fid:.6f} against {fid_theirs:.6f}, relative "
             f"difference {abs(fid - fid_theirs) / fid_theirs:.2e}")  # fmt: skip
-    if args.out and str(args.out):
+    if str(args.out) not in ("", "."):  # Path("") is "."
         command = " ".join(["bench/inception_throughput.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -5,8 +5,10 @@
 Times pipeline.train.sampling.generate (float64, for images that do not depend on batch size or device) with its
 CPU transposed convolutions (Float64TransposedConv) and with torch's own float64 ConvTranspose2d, and the course
 notebook's float32 forward (`G(z)` in eval mode) as the reference a student would otherwise run; rounds alternate,
-the best of each is printed with the load average. The generator is the course's at 64 px (z 100, 64 features),
-untrained: the time does not depend on the weights. Whether both float64 paths give the same images is checked too.
+the best of each is printed with the load average. The process keeps freed memory as the stage processes do
+(pipeline.core.heap), for all three, unless --default-heap. The generator is the course's at 64 px (z 100, 64
+features), untrained: the time does not depend on the weights. Whether both float64 paths give the same images is
+checked too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pipeline.train.sampling as sampling  # noqa: E402
+from pipeline.core.heap import keep_freed_memory  # noqa: E402
 from pipeline.train.families.dcgan import Generator  # noqa: E402
 
 
@@ -31,7 +34,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--default-heap", action="store_true", help="glibc's default heap (freed memory unmapped)")
     args = ap.parse_args()
+    kept = False if args.default_heap else keep_freed_memory()
     torch.manual_seed(0)
     g = Generator(z_dim=100, g_features=64, image_size=64).eval()
     swap = sampling.swap_transposed_convs
@@ -53,8 +58,9 @@ def main() -> None:
 
     best: dict[str, float] = {}
     images = {}
-    print(f"{os.cpu_count()} cpus, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.count} images of 64x64, batch {args.batch_size}; load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    heap = "keeps freed memory" if kept else "glibc default"
+    print(f"{os.cpu_count()} cpus, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.count} "
+          f"images of 64x64, batch {args.batch_size}, heap {heap}; load {os.getloadavg()[0]:.2f}")  # fmt: skip
     for _ in range(args.rounds):
         for name, run in (("generate, Float64TransposedConv", ours), ("generate, torch float64 layers", torch_layers),
                           ("course notebook, float32", course_float32)):  # fmt: skip

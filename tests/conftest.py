@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.heap import keep_freed_memory
+
 os.environ.setdefault("ANIMEGAN_PROGRESS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # The commands tests start write Python's bytecode caches as on a user's machine: this machine's
@@ -18,6 +20,9 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # so do the commands its tests start: on a small machine the processes would otherwise fight over the same cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Test processes allocate as the stage commands do (stages.cli): freed memory stays for the next large tensor.
+keep_freed_memory()
 
 
 # The files that take longest, each a whole pipeline on CPU, start first and in this order: test_demo.py trains the
