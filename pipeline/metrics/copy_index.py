@@ -194,22 +194,23 @@ class CopyIndex:
         """float32 (B, shifts, DIM): P X_s for every allowed shift s of each blurred image."""
         h, w = images_blurred.shape[1:3]
         m = shift_margin((h, w))
-        cells_h, cells_w = len(cell_edges(h - 4 * m, BLOCK)), len(cell_edges(w - 4 * m, BLOCK))
+        side_h, side_w = h - 4 * m, w - 4 * m  # the window V every shift compares
+        edges_h, edges_w = cell_edges(side_h, BLOCK), cell_edges(side_w, BLOCK)
+        cells_h, cells_w = len(edges_h), len(edges_w)
         windows = [(2 * m - dy, 2 * m - dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
-        if (h - 4 * m) % cells_h or (w - 4 * m) % cells_w:  # unequal cells (odd sizes): each window on its own
-            edges_h, edges_w = cell_edges(h - 4 * m, BLOCK), cell_edges(w - 4 * m, BLOCK)
-            cells = [cell_project(images_blurred[:, y : y + h - 4 * m, x : x + w - 4 * m], edges_h, edges_w)
+        b = len(images_blurred)
+        if side_h % cells_h or side_w % cells_w:  # unequal cells (odd sizes): each window on its own
+            cells = [cell_project(images_blurred[:, y : y + side_h, x : x + side_w], edges_h, edges_w)
                      for y, x in windows]  # fmt: skip
         else:
             # the cells of all shifted windows are cells of one grid of block sums, taken at the window's corner:
             # one pass over the batch instead of one reduction per shift
-            bh, bw = (h - 4 * m) // cells_h, (w - 4 * m) // cells_w
-            x = np.asarray(images_blurred, np.float64)
-            sums = sum(x[:, i : h - bh + 1 + i, j : w - bw + 1 + j] for i in range(bh) for j in range(bw))
+            bh, bw = side_h // cells_h, side_w // cells_w
+            pixels = np.asarray(images_blurred, np.float64)
+            sums = sum(pixels[:, i : h - bh + 1 + i, j : w - bw + 1 + j] for i in range(bh) for j in range(bw))
             scale = 1 / np.sqrt(bh * bw)
-            cells = [(sums[:, y : y + bh * cells_h : bh, x0 : x0 + bw * cells_w : bw] * scale).reshape(len(x), -1)
-                     for y, x0 in windows]  # fmt: skip
-        b = len(images_blurred)
+            cells = [(sums[:, y : y + bh * cells_h : bh, x : x + bw * cells_w : bw] * scale).reshape(b, -1)
+                     for y, x in windows]  # fmt: skip
         features = project(np.concatenate(cells), self.offset, self.basis).reshape(len(windows), b, -1)
         return np.ascontiguousarray(features.swapaxes(0, 1))
 

@@ -15,7 +15,8 @@ The generator runs in float64 (on a copy): in float32 its outputs move by ~1e-7 
 this CPU for batch sizes 1, 2, 3 and 5 against 40), enough to flip a pixel's rounding now and then; in float64 the
 same images come out for any batch size and device. torch has no fast float64 transposed convolution on the CPU,
 so there the generator's ConvTranspose2d layers run as one matrix product per layer plus the k*k taps added into the
-output (Float64TransposedConv): 1.4x faster for the course's DCGAN, and still float64, so the same images.
+output (Float64TransposedConv): 1.5-1.7x faster for the course's DCGAN (bench/results/sample_draws.txt), and
+still float64, so the same images.
 Outputs in [-1, 1] become uint8 as torchvision's save_image rounds them (the course's sample code).
 """
 
