@@ -7,7 +7,7 @@ Usage (from a test):
         shutil.copytree(WORKSPACE, ...)
 
 Every test that needs a finished demo runs it with the same settings, so DVC finds the others' outputs cached
-instead of retraining for another epoch count (bench/demo.py measures the full 50-epoch demo). `make test` runs
+instead of retraining for another epoch count (bench/speed/demo.py measures the full 50-epoch demo). `make test` runs
 test files in several processes (pytest-xdist), so the files that share demo/ take turns with it under a file lock.
 """
 

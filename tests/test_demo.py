@@ -3,7 +3,7 @@
 It runs in the demo's usual workspace (demo/ at the repo root, gitignored), so after `make demo` in CI these runs
 find everything cached. The fixture runs the demo twice: the second run must rerun no stage. It trains for
 TEST_EPOCHS instead of the demo's 50 epochs and scores fewer images (`--set`, the demo's own option; see
-tests/demo_workspace.py): the same path through every stage in a fraction of the time (bench/demo.py measures the
+tests/demo_workspace.py): the same path through every stage in a fraction of the time (bench/speed/demo.py measures the
 full demo).
 Then, in a copy of that workspace, the README's experiment commands run for real on the demo's pipeline: a course
 preset through `animegan exp`, `dvc exp show`, `dvc metrics diff`, `animegan compare` / `report`, and the README's

@@ -1,6 +1,7 @@
 """pyproject's ranges keep what Colab and Kaggle already have; the lock agrees with them; make finds a Python.
 
-The platform table is what the notebook platforms ship (issue 16): `pip install -e .` there must keep their torch,
+The platform table (bench/install/platforms.py, which bench.install.colab_case installs too) is what the notebook
+platforms ship (issue 16): `pip install -e .` there must keep their torch,
 numpy, scipy, Pillow. Tightening a range past one of these versions fails here, not on a student's notebook.
 """
 
@@ -18,23 +19,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from bench.install.platforms import PLATFORMS
+
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "requirements" / "lock.txt"
 PYTHONS = ("3.11", "3.12", "3.13")
-
-# What each platform has before the project is installed (Colab's runtime as of 2026; Kaggle's image).
-PLATFORMS = {
-    "colab": {
-        "python": "3.13.15",
-        "torch": "2.11.0",
-        "torchvision": "0.26.0",
-        "numpy": "2.1.3",
-        "scipy": "1.16.3",
-        "pillow": "11.3.0",
-        "pydantic": "2.13.4",
-    },
-    "kaggle": {"python": "3.12.12", "torch": "2.10.0", "torchvision": "0.25.0"},
-}
 
 
 def project() -> dict:

@@ -26,7 +26,7 @@ EXIF orientation is not applied (the course images carry none).
 
 Pixel memory stays flat in the number of files: faces are decoded one at a time and appended to the .npy as they
 come. What grows is bookkeeping of about 0.2 KB per file (the sorted names, and a pixel hash per kept face for the
-duplicate check): about 12 MB for 50,000 files, against 600 MB for the 64 px array itself (bench/clean.py).
+duplicate check): about 12 MB for 50,000 files, against 600 MB for the 64 px array itself (bench/speed/clean.py).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ components of the faces' cell means (orthonormal too). The index stores P Y_V fo
 `within` (a range search): a k-d tree over the first TREE_DIM components (scipy's cKDTree, built in milliseconds
 when first needed) returns, for each of an image's nine shifted vectors, the faces within radius * sqrt(n) of it in
 those components; only they can lie within `radius`. Their full-DIM bound prunes again, and the exact copy distance
-is computed for the rest, nearest bound first. Measured at the course's size (bench/copy_index.py), a query at the
+is computed for the rest, nearest bound first. Measured at the course's size (bench/speed/copy_index.py), a query at the
 calibrated threshold touches a few faces of 71k; the tree's cost grows with log N and with the faces that really
 are near, not with N.
 

@@ -30,8 +30,8 @@ pytorch-fid's: each BatchNorm folded into the convolution before it, channels_la
 and on CPU oneDNN kernels (pipeline/metrics/inception_onednn.py): `kernels: onednn` runs each convolution and its
 ReLU as one oneDNN call whose weights were reordered once, at load, into oneDNN's blocked layout; `onednn-blocks`
 (the CPU default) also fuses the 1x1 convolutions that share an input and moves the average pools after their 1x1
-convolution. `backbone.path()` says which of these ran, for provenance. bench/inception_throughput.py measures them
-against pytorch-fid and against the convolution ceiling of this CPU (bench/conv_ceiling.py).
+convolution. `backbone.path()` says which of these ran, for provenance. bench/speed/inception_throughput.py measures
+them against pytorch-fid and against the convolution ceiling of this CPU (bench/speed/conv_ceiling.py).
 
 The speed options of pipeline/core/speed.py (eval.bf16, eval.compile) take PyTorch's eager modules instead: bf16
 autocast (features within bf16 rounding of fp32's, so FID is no longer pytorch-fid's: `precision: bf16` in the path,

@@ -2,8 +2,9 @@
 
 Every run signature and FID reference holds the hash of faces.npy, so a Pillow or libjpeg-turbo that decodes or
 resizes the course's JPEGs differently would make a resumed run or an evaluate refuse ("faces.sha256" changed).
-This test catches that here, for whatever Pillow the suite runs on (the lock's; bench/colab_case.py runs it on
-Colab's Pillow 11.3). Skipped where ../shared/data/anime-faces-5k.zip is absent (a clone without shared/).
+This test catches that here, for whatever Pillow the suite runs on (the lock's; bench.install.colab_case and
+bench.install.pillow_hash check the same recorded hash, bench.common's, under Colab's Pillow 11.3 and others).
+Skipped where ../shared/data/anime-faces-5k.zip is absent (a clone without shared/).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import SHARED_FACES_SHA256, SHARED_ZIP_SHA256
 from pipeline.core.config import load_params
 from pipeline.data.clean import clean_faces, decoder_versions
 
 REPO = Path(__file__).resolve().parents[2]
 ZIP_NAME = "anime-faces-5k.zip"
-ZIP_SHA256 = "d62dcda397fa5fbda34e53d9ff5eddd7aeef20f6d93a14c8ca1fd1322689d870"
-# clean with params.yaml's data settings (64 px, lanczos, min_side 32): 5,000 kept, none dropped.
-FACES_SHA256 = "3c0c84ec23b17f2e342e1f2f5c53a9232d09e6dddd12c5e65a3d060264b60481"
 
 
 def _shared_zip() -> Path:
@@ -36,7 +35,7 @@ def _shared_zip() -> Path:
 def test_clean_of_the_shared_faces_has_the_recorded_hash(tmp_path: Path) -> None:
     archive = _shared_zip()
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert digest == ZIP_SHA256, f"{archive} is not the recorded zip"
+    assert digest == SHARED_ZIP_SHA256, f"{archive} is not the recorded zip"
     with zipfile.ZipFile(archive) as z:
         z.extractall(tmp_path / "raw")
     data = load_params(REPO / "params.yaml").data
@@ -48,7 +47,7 @@ def test_clean_of_the_shared_faces_has_the_recorded_hash(tmp_path: Path) -> None
     )
     assert (result.files, result.kept) == (5000, 5000)
     assert result.sha256 == hashlib.sha256((out / "faces.npy").read_bytes()[-5000 * 64 * 64 * 3 :]).hexdigest()
-    assert result.sha256 == FACES_SHA256, (
+    assert result.sha256 == SHARED_FACES_SHA256, (
         f"faces.npy decodes differently with {decoder_versions()}: every checkpoint and FID reference made "
         "with the recorded decoder would be refused"
     )

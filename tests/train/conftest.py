@@ -21,10 +21,10 @@ def faces() -> np.ndarray:
 
 @pytest.fixture
 def s3(monkeypatch):
-    """A real S3 endpoint on 127.0.0.1 (s3_server.S3Server), this process configured to reach it."""
+    """A real S3 endpoint on 127.0.0.1 (bench/s3_server.py's S3Server), this process configured to reach it."""
     pytest.importorskip("s3fs", reason="the sync extra (pip install -e '.[dev]') brings s3fs")
     pytest.importorskip("moto.server", reason="moto[server] comes with the dev extra")
-    from s3_server import S3Server
+    from bench.s3_server import S3Server
 
     server = S3Server().start()
     server.configure(monkeypatch)

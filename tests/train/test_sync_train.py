@@ -1,7 +1,7 @@
 """Training through train.sync: kill on machine A, continue on machine B, bit for bit; one trainer per run.
 
 "Machines" are workspaces (folders with their own models/ and data) on this host; the sync location is a local
-folder (a mounted drive) or a real S3 endpoint on 127.0.0.1 (moto's server, s3_server.py), through the same code.
+folder (a mounted drive) or a real S3 endpoint on 127.0.0.1 (moto's server, bench/s3_server.py), through the same code.
 Trainers run as `animegan train` subprocesses with one torch thread (train_helpers.SUBPROCESS_ENV), so their
 fingerprints equal this process's (conftest sets one thread here too).
 """

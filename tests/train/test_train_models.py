@@ -1,21 +1,12 @@
 """pipeline.train.families.dcgan and generator.pt: the course's DCGAN at 64 px exactly, smaller sizes, the file."""
 
-import importlib.util
-
 import pytest
 import torch
-from train_helpers import REPO
 
+from bench.course import dcgan as course_dcgan
 from pipeline.core.errors import UserError
 from pipeline.train.families.dcgan import Critic, Generator
 from pipeline.train.generator_file import generator_config, load_generator, save_generator
-
-
-def course_module():
-    spec = importlib.util.spec_from_file_location("course_dcgan", REPO / "bench" / "course_dcgan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def shapes(module: torch.nn.Module) -> dict:
@@ -27,9 +18,8 @@ def count(module: torch.nn.Module) -> int:
 
 
 def test_dcgan_64_is_the_course_architecture():
-    course = course_module()
     g, d = Generator(z_dim=100, g_features=64, image_size=64), Critic(64, 64, norm="batch", sigmoid=True)
-    cg, cd = course.Generator(100), course.Discriminator(3)
+    cg, cd = course_dcgan.Generator(100), course_dcgan.Discriminator(3)
     # the notebook's own classes: same parameter and buffer names and shapes, so its G_*.pth loads into ours
     assert shapes(g) == shapes(cg)
     assert shapes(d) == shapes(cd)
