@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,29 @@ _IRIS = [(60, 120, 220), (200, 50, 60), (60, 170, 90), (150, 80, 200), (220, 160
 _SKIN = [(255, 228, 210), (250, 220, 200), (255, 235, 220), (240, 205, 180)]
 
 
+@dataclass(frozen=True)
+class _Face:
+    """Where the head lies on the canvas (centre, half width, half height) and its colours."""
+
+    cx: float
+    cy: float
+    fw: float
+    fh: float
+    hair: tuple[int, int, int]
+    skin: tuple[int, int, int]
+    iris: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Eyes:
+    """The eyes' centre height, each eye's offset from the centre line, half width and half height."""
+
+    y: float
+    dx: float
+    w: float
+    h: float
+
+
 def cartoon_face(seed: int, index: int, size: int) -> Image.Image:
     """Face number `index` of the family `seed`, as an RGB image of size x size."""
     rng = np.random.default_rng([seed, index])
@@ -41,7 +65,16 @@ def cartoon_face(seed: int, index: int, size: int) -> Image.Image:
     bg = tuple(int(v) for v in rng.integers(150, 256, size=3))
     img = Image.new("RGB", (c, c), bg)
     d = ImageDraw.Draw(img)
+    # Every random draw happens in the same order as ever: face i of seed s is the same image in every version.
+    face = _pick_face(rng)
+    _draw_head(d, rng, face)
+    eyes = _draw_eyes(d, rng, face)
+    _draw_mouth(d, rng, face, eyes)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
 
+
+def _pick_face(rng: np.random.Generator) -> _Face:
+    c = _CANVAS
     hair = _jitter(rng, _HAIR[rng.integers(len(_HAIR))])
     skin = _SKIN[rng.integers(len(_SKIN))]
     iris = _jitter(rng, _IRIS[rng.integers(len(_IRIS))])
@@ -49,7 +82,11 @@ def cartoon_face(seed: int, index: int, size: int) -> Image.Image:
     cy = c * 0.56 + rng.uniform(-0.04, 0.04) * c
     fw = c * rng.uniform(0.27, 0.33)  # half width of the face
     fh = fw * rng.uniform(1.05, 1.2)  # half height
+    return _Face(cx, cy, fw, fh, hair, skin, iris)
 
+
+def _draw_head(d: ImageDraw.ImageDraw, rng: np.random.Generator, f: _Face) -> None:
+    cx, cy, fw, fh, hair, skin = f.cx, f.cy, f.fw, f.fh, f.hair, f.skin
     # Hair behind the head, long or short.
     hair_len = rng.uniform(0.6, 1.3)
     d.ellipse([cx - fw * 1.35, cy - fh * 1.45, cx + fw * 1.35, cy + fh * hair_len], fill=hair)
@@ -65,10 +102,13 @@ def cartoon_face(seed: int, index: int, size: int) -> Image.Image:
         tip_x = (x0 + x1) / 2 + rng.uniform(-0.3, 0.3) * (x1 - x0)
         d.polygon([(x0, cy - fh * 0.7), (x1, cy - fh * 0.7), (tip_x, tip_y)], fill=hair)
 
-    # Eyes: lash line, sclera, iris, pupil, highlight.
-    ey = cy + fh * rng.uniform(0.05, 0.15)
-    ex = fw * rng.uniform(0.38, 0.48)
-    ew = fw * rng.uniform(0.22, 0.28)
+
+def _draw_eyes(d: ImageDraw.ImageDraw, rng: np.random.Generator, f: _Face) -> _Eyes:
+    """Eyes: lash line, sclera, iris, pupil, highlight; and the brows."""
+    c, cx, iris = _CANVAS, f.cx, f.iris
+    ey = f.cy + f.fh * rng.uniform(0.05, 0.15)
+    ex = f.fw * rng.uniform(0.38, 0.48)
+    ew = f.fw * rng.uniform(0.22, 0.28)
     eh = ew * rng.uniform(1.1, 1.5)
     dark = (35, 25, 30)
     for side in (-1, 1):
@@ -84,22 +124,25 @@ def cartoon_face(seed: int, index: int, size: int) -> Image.Image:
         d.arc([x - ew * 1.15, ey - eh * 1.1, x + ew * 1.15, ey + eh * 0.9], 200, 340, fill=dark,
               width=max(2, int(c * 0.018)))
         by = ey - eh * rng.uniform(1.35, 1.6)
-        d.line([(x - ew, by), (x + ew, by)], fill=_shade(hair, 0.6), width=max(2, int(c * 0.01)))
+        d.line([(x - ew, by), (x + ew, by)], fill=_shade(f.hair, 0.6), width=max(2, int(c * 0.01)))
+    return _Eyes(ey, ex, ew, eh)
 
-    # Blush, nose, mouth.
+
+def _draw_mouth(d: ImageDraw.ImageDraw, rng: np.random.Generator, f: _Face, e: _Eyes) -> None:
+    """Blush, nose, mouth."""
+    cx, ey, ex, ew, eh = f.cx, e.y, e.dx, e.w, e.h
     if rng.random() < 0.6:
         for side in (-1, 1):
             x = cx + side * ex * 1.2
             y = ey + eh * 1.3
             d.ellipse([x - ew * 0.6, y - ew * 0.2, x + ew * 0.6, y + ew * 0.2], fill=(250, 170, 170))
-    d.line([(cx, ey + eh * 1.2), (cx - 2, ey + eh * 1.4)], fill=_shade(skin, 0.7), width=2)
-    my = cy + fh * rng.uniform(0.55, 0.65)
-    mw = fw * rng.uniform(0.1, 0.22)
+    d.line([(cx, ey + eh * 1.2), (cx - 2, ey + eh * 1.4)], fill=_shade(f.skin, 0.7), width=2)
+    my = f.cy + f.fh * rng.uniform(0.55, 0.65)
+    mw = f.fw * rng.uniform(0.1, 0.22)
     if rng.random() < 0.5:
         d.arc([cx - mw, my - mw * 0.6, cx + mw, my + mw * 0.6], 20, 160, fill=(150, 60, 60), width=3)
     else:
         d.chord([cx - mw, my - mw * 0.5, cx + mw, my + mw * 0.8], 0, 180, fill=(190, 80, 90))
-    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def iter_cartoon_faces(count: int, size: int, seed: int = 0, start: int = 0) -> Iterator[Image.Image]:
