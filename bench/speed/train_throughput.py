@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import REPO, SHARED_ZIP, StepClock, require, write_result
+from bench.common import REPO, RESULTS, SHARED_ZIP, StepClock, require, write_result
 from bench.course.dcgan import course_loop
 from pipeline.core.config import load_params
 from pipeline.core.distributed import DistInfo
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each loop; medians are reported")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--json", type=Path, help="where the figures go (default: results/train_throughput_<device>.json)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="param override for our loop")
     args = ap.parse_args()
 
@@ -105,8 +105,7 @@ def main() -> None:
     print(f"course loop (JPEG DataLoader, 2 workers): {course['images_per_s']:8.1f} images/s")
     print(f"our loop (uint8 array, reuse_fake, EMA):  {ours['images_per_s']:8.1f} images/s")
     print(f"ratio: {result['ratio']:.2f}x on {result['device']} ({result['torch_threads']} torch threads)")
-    if args.json:
-        write_result(args.json, result)
+    write_result(args.json or RESULTS / f"train_throughput_{args.device.split(':')[0]}.json", result)
 
 
 if __name__ == "__main__":
