@@ -1,4 +1,5 @@
-"""A real DVC project in a temp dir: `dvc repro clean` builds download + clean, and a second repro does nothing.
+"""A real DVC project in a temp dir: `dvc repro clean` builds download + clean, and a second repro does nothing;
+the same from a read-only folder of images as the source (Kaggle's layout), which DVC's cache never touches.
 
 The project is this repo's dvc.yaml, params.yaml (data.url pointed at a small zip through file://) and a copy of
 pipeline/ and stages/, so the code deps resolve and PYTHONPATH makes the stage commands run that copy. Nothing is
@@ -7,10 +8,13 @@ mocked: real git, real dvc, the real `animegan` command.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -133,3 +137,41 @@ def test_a_training_change_reruns_neither_the_copy_index_nor_the_detector(projec
     assert "Running stage" not in again
     assert "Stage 'copy_index' didn't change" in again and "Stage 'detector' didn't change" in again
     assert outputs(proj) == before
+
+
+def tree_state(folder: Path) -> dict[str, tuple]:
+    """Every entry under `folder` with its bytes' hash, mtime (ns) and mode: equal means untouched."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir",
+                                         p.stat().st_mtime_ns, p.stat().st_mode)
+            for p in [folder, *sorted(folder.rglob("*"))]}  # fmt: skip
+
+
+def test_a_read_only_folder_source_through_dvc_repro(project, tmp_path):
+    proj, env = project
+    dvc = str(BIN / "dvc")
+    dataset = tmp_path / "input" / "anime-faces"  # as Kaggle unpacks an uploaded zip: <dataset>/faces/<n>.jpg
+    with zipfile.ZipFile(write_faces_zip(tmp_path / "src.zip", count=FACES, size=48, seed=4)) as zf:
+        zf.extractall(dataset)
+    images = {p.name: p.read_bytes() for p in (dataset / "faces").iterdir()}
+    every = [*sorted(dataset.rglob("*"), reverse=True), dataset]
+    for p in every:  # chmod -w (root may write anyway: the state comparison below is the proof)
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = tree_state(dataset)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"]["url"] = str(dataset)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        first = sh([dvc, "repro", "clean"], proj, env)
+        assert "Running stage 'download'" in first and "Running stage 'clean'" in first
+        metrics = yaml.safe_load((proj / "metrics" / "data.json").read_text())
+        lines = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(images.items()))
+        assert metrics["kept"] == FACES and metrics["source"]["url"] == str(dataset)
+        assert metrics["source"]["sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+        for name in images:  # copies, not links: DVC making its cache read-only cannot reach the source
+            assert (proj / "data" / "raw" / "faces" / name).stat().st_ino != (dataset / "faces" / name).stat().st_ino
+        again = sh([dvc, "repro", "clean"], proj, env)
+        assert "Running stage" not in again and "Stage 'download' didn't change" in again
+        assert tree_state(dataset) == before
+    finally:
+        for p in every:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)

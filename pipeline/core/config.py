@@ -350,6 +350,9 @@ def check_output_paths(params: Params, source: str = "params") -> None:
         if a == b and not (a_kind == HOLDER and b_kind == HOLDER):
             raise UserError(f"{source}: {a_name} and {b_name} are the same path ({a}): give each its own")
     for (a_name, a, a_kind), (b_name, b, _) in pairs:
+        if a_name == "data.url" and a in b.parents:  # a folder as the source, holding what the stages write
+            raise UserError(f"{source}: data.url ({a}) is a folder that holds {b_name} ({b}): the data source must "
+                            "lie outside the pipeline's outputs")  # fmt: skip
         if a_kind != HOLDER and a in b.parents:
             what = "is replaced whole by its stage" if a_kind == REPLACED else "is written as one file"
             raise UserError(f"{source}: {a_name} ({a}) {what} but would hold {b_name} ({b}): "

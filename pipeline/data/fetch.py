@@ -5,7 +5,8 @@ Usage:
     with fetched("https://host/faces.zip", beside=Path("data/raw"), timeout_s=60) as f:
         f.path, f.sha256, f.bytes      # the temporary copy; deleted when the block ends, whatever happens
 
-Sources: http://, https://, file:// URLs and plain local paths. The copy is written beside `beside` (same
+Sources: http://, https://, file:// URLs and plain local paths (`local_path(url)` says which file a URL names; the
+download stage copies a folder through pipeline.data.image_folder instead). The copy is written beside `beside` (same
 filesystem as its final home) under a hidden temporary name. Every failure (HTTP status, timeout, dropped
 connection, unreachable host, missing file) raises UserError with one line naming the problem; the temporary
 file never outlives the block.
@@ -76,15 +77,21 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _copy(url: str, out: BinaryIO, timeout_s: float) -> tuple[str, int]:
+def local_path(url: str) -> Path | None:
+    """The local file or folder a file:// URL or a plain path names; None for http(s). Unknown schemes: UserError."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        return _copy_http(url, out, timeout_s)
+        return None
     if scheme == "file":
-        return _copy_local(Path(unquote(urlsplit(url).path)), url, out)
+        return Path(unquote(urlsplit(url).path))
     if len(scheme) > 1:  # one letter is a Windows drive, i.e. a plain path
         raise UserError(f"data.url: unsupported scheme {scheme!r} in {url} (use http://, https://, file:// or a path)")
-    return _copy_local(Path(url).expanduser(), url, out)
+    return Path(url).expanduser()
+
+
+def _copy(url: str, out: BinaryIO, timeout_s: float) -> tuple[str, int]:
+    path = local_path(url)
+    return _copy_http(url, out, timeout_s) if path is None else _copy_local(path, url, out)
 
 
 def _copy_local(path: Path, url: str, out: BinaryIO) -> tuple[str, int]:
@@ -92,7 +99,7 @@ def _copy_local(path: Path, url: str, out: BinaryIO) -> tuple[str, int]:
         with open(path, "rb") as src:
             return _stream(src, out, total=os.fstat(src.fileno()).st_size, url=url)
     except FileNotFoundError:
-        raise UserError(f"download failed: no such file {path} (data.url={url})") from None
+        raise UserError(f"download failed: no such file or folder {path} (data.url={url})") from None
     except IsADirectoryError:
         raise UserError(f"download failed: {path} is a folder, expected the zip file (data.url={url})") from None
     except OSError as e:

@@ -62,6 +62,7 @@ def test_good_zip_over_http(http_server, faces_zip, stage_params) -> None:
     assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg"]
     assert source(params) == {
         "url": params.data.url,
+        "kind": "zip",
         "sha256": sha256(zip_path),
         "bytes": zip_path.stat().st_size,
         "files": 3,
