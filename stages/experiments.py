@@ -28,7 +28,7 @@ from typing import Any
 VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's defaults); presets override some
     "train.loss": "gan",
     "train.optimizer": "adam",
-    "train.critic_norm": "batch",
+    "train.dcgan.critic_norm": "batch",
     "train.n_critic": 1,
     "train.epochs": 1,
     "train.seed": 2022,  # same_seeds(2022); `--seed S` replaces it, and the next preset puts it back
@@ -47,7 +47,7 @@ VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's 
     "train.reg_every": 1,
     "train.ema_kimg": 0.0,
     "train.flip": False,
-    "train.r3gan_preset": "paper",
+    "train.r3gan.preset": "paper",
 }
 R3GAN_RECIPE: dict[str, Any] = {  # the paper's FFHQ-64 training recipe (brownvc/R3GAN train.py)
     "train.model": "r3gan",
@@ -68,12 +68,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "epochs10": {"train.epochs": 10},
     "ncritic2": {"train.epochs": 50, "train.n_critic": 2},
     "wgan": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan", "train.optimizer": "rmsprop"},
-    "wgan-gp": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan-gp", "train.critic_norm": "instance"},
+    "wgan-gp": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan-gp",
+                "train.dcgan.critic_norm": "instance"},  # fmt: skip
     # batch 256 as the paper; 300 epochs of the 71,314 faces (21.4M images) cover the 20M-image schedules
-    "r3gan": {**R3GAN_RECIPE, "train.r3gan_preset": "paper", "train.batch_size": 256, "train.epochs": 300,
+    "r3gan": {**R3GAN_RECIPE, "train.r3gan.preset": "paper", "train.batch_size": 256, "train.epochs": 300,
               "train.schedule_kimg": 20000.0, "train.ema_kimg": 500.0},  # fmt: skip
     # 10 epochs (713k images) with the schedules over them; R1/R2 every 4th critic step (lazy) to save CPU
-    "r3gan-tiny": {**R3GAN_RECIPE, "train.r3gan_preset": "tiny", "train.epochs": 10, "train.schedule_kimg": 713.0,
+    "r3gan-tiny": {**R3GAN_RECIPE, "train.r3gan.preset": "tiny", "train.epochs": 10, "train.schedule_kimg": 713.0,
                    "train.ema_kimg": 20.0, "train.reg_every": 4, "train.gamma": 1.0,
                    "train.gamma_end": 0.1},  # fmt: skip
 }

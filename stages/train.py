@@ -38,9 +38,11 @@ def run(params: Params) -> None:
     if params.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
     from pipeline.core.distributed import init_distributed
+    from pipeline.train.families import check_family_params
     from pipeline.train.log import DvcLiveTrainLog
     from pipeline.train.loop import TrainPaths, train_gan
 
+    check_family_params(params.train)  # train.model and the families' sections: refused before any work
     paths = params.paths
     models = Path(paths.models)
     # the device first: one that cannot run stops before any work (resolving it starts nothing)

@@ -153,3 +153,38 @@ def test_a_key_given_twice_in_one_section_is_refused_naming_both_lines(tmp_path)
     ]
     # the same name in two sections is two keys
     assert load_params(PARAMS).eval.kid.seed == 0 and load_params(PARAMS).sample.seed == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("r3gan_preset", "train.r3gan.preset"),
+        ("critic_norm", "train.dcgan.critic_norm"),
+        ("spectral_norm", "train.dcgan.spectral_norm"),
+        ("g_features", "train.dcgan.g_features"),
+        ("d_features", "train.dcgan.d_features"),
+    ],
+)
+def test_a_flat_family_key_of_earlier_params_names_its_new_place(tmp_path, old, new):
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["train"][old] = raw["train"][new.split(".")[1]][new.split(".")[2]]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError) as e:
+        load_params(path)
+    assert str(e.value) == f"{path}: train.{old} is now {new} (each model family has its own section)"
+    with pytest.raises(UserError) as e:
+        load_params(PARAMS, [f"train.{old}=1"])
+    assert str(e.value) == f"--set train.{old}: train.{old} is now {new} (each model family has its own section)"
+
+
+def test_family_sections_load_as_given_and_a_non_mapping_unknown_key_is_still_refused(tmp_path):
+    p = load_params(PARAMS, ["train.dcgan.g_features=32", "train.r3gan.preset=tiny"])
+    assert p.train.dcgan.g_features == 32 and p.train.r3gan.preset == "tiny"
+    with pytest.raises(UserError, match="unknown key 'train.dcgan.width'"):
+        load_params(PARAMS, ["train.dcgan.width=3"])
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["train"]["stylegan"] = 3  # a section is a mapping: anything else is an unknown key
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"train.stylegan: Extra inputs are not permitted \(got 3\)"):
+        load_params(tmp_path / "params.yaml")

@@ -77,8 +77,8 @@ def main() -> None:
         + [
             f"paths.clean={work / 'clean64'}",
             f"data.image_size={size}",
-            f"train.g_features={args.g_features}",
-            f"train.d_features={args.d_features}",
+            f"train.dcgan.g_features={args.g_features}",
+            f"train.dcgan.d_features={args.d_features}",
             f"train.batch_size={args.batch_size}",
             f"train.lr_g={args.lr}",
             f"train.lr_d={args.lr}",
@@ -100,7 +100,7 @@ def main() -> None:
 
     tp = params.train
     seed_everything(derive_seed(tp.seed, INIT))  # what train_gan does before building G: its step-0 weights
-    generators = {"untrained": Generator(tp.z_dim, tp.g_features, size).eval()}
+    generators = {"untrained": Generator(tp.z_dim, tp.dcgan.g_features, size).eval()}
     gan_paths = params.paths.model_copy(update={"clean": str(work / f"clean{size}")})
     train_params = params.model_copy(update={"paths": gan_paths})
     models = Path(params.paths.models)

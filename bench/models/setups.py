@@ -8,10 +8,10 @@ Usage:
 from __future__ import annotations
 
 SETUPS: dict[str, list[str]] = {
-    "dcgan": ["train.loss=gan", "train.critic_norm=batch"],  # the course's sample code
-    "wgan-gp": ["train.loss=wgan-gp", "train.critic_norm=instance", "train.n_critic=2"],  # the course's preset
+    "dcgan": ["train.loss=gan", "train.dcgan.critic_norm=batch"],  # the course's sample code
+    "wgan-gp": ["train.loss=wgan-gp", "train.dcgan.critic_norm=instance", "train.n_critic=2"],  # the course's preset
     # the course's networks with R3GAN's objective: critic without BatchNorm (R1 needs per-sample gradients)
-    "dcgan-rpgan-r1": ["train.loss=rpgan", "train.critic_norm=none", "train.gamma=1.0", "train.penalties=[r1]",
+    "dcgan-rpgan-r1": ["train.loss=rpgan", "train.dcgan.critic_norm=none", "train.gamma=1.0", "train.penalties=[r1]",
                        "train.reg_every=4", "train.ema_kimg=10.0"],  # fmt: skip
     "r3gan-tiny": [],  # stages/experiments.py's preset, with its schedules over the race's images
 }

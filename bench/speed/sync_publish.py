@@ -31,11 +31,11 @@ from pipeline.core.config import load_params
 from pipeline.core.seeding import capture_rng_state
 from pipeline.train.checkpoint import save_checkpoint
 from pipeline.train.families import family_for
-from pipeline.train.sync import Publisher, SyncRun
+from pipeline.train.sync import Publisher, SyncFolder
 
 SETUPS = {
     "dcgan": ["train.model=dcgan"],
-    "r3gan": ["train.model=r3gan", "train.r3gan_preset=paper", "train.loss=rpgan", "train.critic_norm=none"],
+    "r3gan": ["train.model=r3gan", "train.r3gan.preset=paper", "train.loss=rpgan", "train.dcgan.critic_norm=none"],
 }
 
 
@@ -59,7 +59,7 @@ def bench(model: str, state: dict, url: str, work: Path, count: int, interval: f
     models = work / "models"
     local = models / "checkpoint.pt"
     # a fresh run folder each time
-    run = SyncRun.open(url, {"train.model": model, "train.loss": "bench", "bench": time.time_ns()})
+    run = SyncFolder.open(url, {"train.model": model, "train.loss": "bench", "bench": time.time_ns()})
     publisher = Publisher(run, models / ".sync", None, {"signature": state["signature"]})
     saves = []
     for step in range(1, count + 1):
@@ -72,7 +72,7 @@ def bench(model: str, state: dict, url: str, work: Path, count: int, interval: f
     waited_before_close = publisher.waited_s
     publisher.close()
     assert publisher.published == count, publisher.failed
-    run.fs.rm(run.folder, recursive=True)  # moto keeps objects in memory: 1.3 GB per r3gan run otherwise
+    run.fs.rm(run.path, recursive=True)  # moto keeps objects in memory: 1.3 GB per r3gan run otherwise
     return {
         "mb": local.stat().st_size / 1e6,
         "save_s": statistics.mean(saves),

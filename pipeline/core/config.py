@@ -86,15 +86,36 @@ class DataParams(Section):
     preview_count: Annotated[int, Field(ge=1, le=1024)]
 
 
+class FamilyParams(Section):
+    """One model family's own params, `train.<family>` (train.dcgan, train.r3gan): their keys and types are the
+    family's (its module in pipeline/train/families checks them when training starts), so adding a family adds no
+    line here."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+# Family params that were flat train keys before each family had its own section: named in the one-line error.
+MOVED_TRAIN_KEYS = {
+    "r3gan_preset": "r3gan.preset",
+    "critic_norm": "dcgan.critic_norm",
+    "spectral_norm": "dcgan.spectral_norm",
+    "g_features": "dcgan.g_features",
+    "d_features": "dcgan.d_features",
+}
+
+
 class TrainParams(Section):
-    model: Literal["dcgan", "r3gan"]
-    r3gan_preset: Literal["paper", "small", "tiny"]
+    """The training loop's params; each model family's own params are a section below: `train.dcgan`, ...
+
+    model names a family registered in pipeline/train/families (checked when training starts: the registry is the
+    train room's). params.train.dcgan is that section (FamilyParams); any other unknown key is refused."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    __pydantic_extra__: dict[str, FamilyParams] = Field(init=False)
+
+    model: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     loss: Literal["gan", "wgan", "wgan-gp", "hinge", "rpgan"]
-    critic_norm: Literal["batch", "instance", "none"]
-    spectral_norm: bool
     z_dim: PositiveInt
-    g_features: PositiveInt
-    d_features: PositiveInt
     epochs: PositiveInt
     max_steps: NonNegInt
     batch_size: PositiveInt
@@ -258,6 +279,7 @@ def check_unique_keys(text: str, source: str) -> None:
 
 
 def validate(raw: dict[str, Any], source: str = "params") -> Params:
+    check_train_keys(raw.get("train"), source)
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:
@@ -285,12 +307,32 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     parts = key.split(".")
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            raise UserError(f"--set {key}: unknown key {'.'.join(parts[: i + 1])!r}")
+            where = ".".join(parts[: i + 1])
+            if where.startswith("train.") and where[6:] in MOVED_TRAIN_KEYS:
+                raise UserError(f"--set {key}: {moved(where)}")
+            raise UserError(f"--set {key}: unknown key {where!r}")
         if i == len(parts) - 1:
             # a text key takes the text as written: an all-digit sha256 must not become an int
             node[part] = text if isinstance(node[part], str) and not isinstance(value, str) else value
         else:
             node = node[part]
+
+
+def moved(key: str) -> str:
+    """The error's text for a flat train key that moved into its family's section."""
+    return f"{key} is now train.{MOVED_TRAIN_KEYS[key.removeprefix('train.')]} (each model family has its own section)"
+
+
+def check_train_keys(train: Any, source: str) -> None:
+    """UserError for a moved flat key, or an unknown train key that is not a mapping (a family's section is one):
+    train's extra keys are the families' sections, so pydantic alone would call a typo a malformed section."""
+    if not isinstance(train, dict):
+        return
+    for key, value in train.items():
+        if key in MOVED_TRAIN_KEYS:
+            raise UserError(f"{source}: {moved(f'train.{key}')}")
+        if key not in TrainParams.model_fields and not isinstance(value, dict):
+            raise UserError(f"{source}: train.{key}: Extra inputs are not permitted (got {value!r})")
 
 
 def to_dict(params: Params) -> dict[str, Any]:

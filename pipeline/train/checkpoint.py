@@ -1,8 +1,8 @@
 """The resumable training checkpoint: what it holds, how it is written, and when it may be resumed.
 
 Usage:
-    from pipeline.train.checkpoint import run_signature, save_checkpoint, load_checkpoint, signature_differences
-    sig = run_signature(train_params, image_size=64, data_sha256=digest, data_count=71314)
+    from pipeline.train.checkpoint import training_signature, save_checkpoint, load_checkpoint, signature_differences
+    sig = training_signature(train_params, image_size=64, data_sha256=digest, data_count=71314)
     save_checkpoint(Path("models/checkpoint.pt"), {"signature": sig, "step": 500, ...})   # atomic
     state = load_checkpoint(Path("models/checkpoint.pt"))     # None when absent
     signature_differences(state["signature"], sig)            # ["train.loss: 'gan' -> 'wgan'", ...]
@@ -13,6 +13,10 @@ checkpoint; stale temporaries from such a kill are removed by pipeline.core.atom
 The signature holds the params that shape the weights. Not in it: epochs and max_steps (a longer run continues a
 shorter one exactly: batches and latents depend only on the seed and the step), checkpointing, logging, and
 speed settings (bf16, compile, channels_last, fused_adam, deterministic).
+The model families' own params (train.dcgan, train.r3gan, ...) are in it as follows. The keys that were flat train
+keys before the families had sections (pipeline.core.config.MOVED_TRAIN_KEYS) keep their flat names and are held by
+every training, as they always were, so the signatures of earlier checkpoints and the names of their sync folders
+(pipeline/train/sync.py) are unchanged; any other key of the active family's section is `train.<family>.<key>`.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import Any
 import torch
 
 from pipeline.core.atomic import atomic_path, torch_bytes
-from pipeline.core.config import TrainParams
+from pipeline.core.config import MOVED_TRAIN_KEYS, TrainParams
 from pipeline.core.errors import UserError, one_line
+from pipeline.train.families import family_params
 
 FORMAT = 1
 SIGNATURE_KEYS = (
@@ -35,14 +40,26 @@ SIGNATURE_KEYS = (
 )  # fmt: skip
 
 
-def run_signature(params: TrainParams, image_size: int, data_sha256: str, data_count: int) -> dict[str, Any]:
-    sig: dict[str, Any] = {f"train.{k}": getattr(params, k) for k in SIGNATURE_KEYS}
+def training_signature(params: TrainParams, image_size: int, data_sha256: str, data_count: int) -> dict[str, Any]:
+    sig: dict[str, Any] = {f"train.{k}": _signature_value(params, k) for k in SIGNATURE_KEYS}
     sig["train.betas"] = list(params.betas)
     sig["train.penalties"] = list(params.penalties)
+    section = family_params(params, params.model)
+    flat = {moved for moved in MOVED_TRAIN_KEYS.values() if moved.startswith(f"{params.model}.")}
+    for key, value in (section.model_dump() if section is not None else {}).items():
+        if f"{params.model}.{key}" not in flat:
+            sig[f"train.{params.model}.{key}"] = value
     sig["data.image_size"] = image_size
     sig["faces.sha256"] = data_sha256
     sig["faces.count"] = data_count
     return sig
+
+
+def _signature_value(params: TrainParams, key: str) -> Any:
+    if key not in MOVED_TRAIN_KEYS:
+        return getattr(params, key)
+    family, name = MOVED_TRAIN_KEYS[key].split(".")
+    return getattr(family_params(params, family), name)
 
 
 def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -2,17 +2,20 @@
 
 Usage:
     from pipeline.train.generator_file import generator_config, save_generator, load_generator
-    save_generator(Path("models/generator.pt"), g, generator_config("dcgan", z_dim=100, g_features=64, image_size=64))
+    config = generator_config("dcgan", z_dim=100, g_features=64, image_size=64)   # DCGANConfig; or family.config
+    save_generator(Path("models/generator.pt"), g, config)
     g = load_generator(Path("models/generator.pt"))            # eval mode; g.z_dim; g(z) -> (N, 3, H, W) in [-1, 1]
 
-The file is a plain dict {"config": {...}, "state_dict": {...}} that `torch.load(path, weights_only=True)` reads;
-`config` holds `model` (a family of pipeline.train.families) and that family's `file_keys`: the DCGAN's
-Generator arguments, or R3GAN's preset, z_dim and image_size:
-    generator_config("r3gan", z_dim=64, g_features=0, image_size=64, preset="paper")
+The file is a plain dict {"config": {...}, "state_dict": {...}} that `torch.load(path, weights_only=True)` reads.
+`config` is the family's Config (pipeline.train.families) as a plain dict with the family's name first:
+{"model": "dcgan", "z_dim": 100, "g_features": 64, "image_size": 64} or {"model": "r3gan", "preset": "paper",
+"z_dim": 64, "image_size": 64}; loading rebuilds the generator from FAMILIES[model].Config(**the rest). These are
+the dicts earlier versions wrote, key for key, so their files load as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +24,35 @@ from torch import nn
 
 from pipeline.core.atomic import atomic_path, torch_bytes
 from pipeline.core.errors import UserError, one_line
-from pipeline.train.families import FAMILIES
-
-MODELS = tuple(FAMILIES)
+from pipeline.train.families import FAMILIES, family_class
 
 
-def generator_config(model: str, z_dim: int, g_features: int, image_size: int, preset: str = "") -> dict[str, Any]:
-    """The architecture dict stored in generator.pt (plain types only); r3gan keeps preset instead of g_features."""
-    if model not in MODELS:
-        raise UserError(f"train.model: expected one of {MODELS}, got {model!r}")
-    return FAMILIES[model].file_config(z_dim, g_features, image_size, preset)
+def generator_config(model: str, *args: Any, **kwargs: Any) -> Any:
+    """The Config of the family named model, from its fields (positional in the Config's order, or by name)."""
+    return family_class(model).Config(*args, **kwargs)
 
 
-def build_generator(config: dict[str, Any]) -> nn.Module:
-    """The generator a config from generator_config describes, freshly initialised; it has .z_dim."""
-    family = FAMILIES.get(config.get("model"), FAMILIES["dcgan"])  # an unknown model is named below
-    missing = [k for k in family.file_keys if k not in config]
-    if missing:
-        raise UserError(f"generator config lacks {missing}")
-    if config["model"] not in MODELS:
-        raise UserError(f"unknown generator model {config['model']!r}; this version knows {MODELS}")
-    return FAMILIES[config["model"]].generator_from_config(config)
+def stored_config(config: Any) -> dict[str, Any]:
+    """What generator.pt holds for a family's Config: {"model": the family's name, **its fields}."""
+    names = [name for name, family in FAMILIES.items() if type(config) is family.Config]
+    if not names:
+        raise TypeError(f"{type(config).__name__} is no registered family's Config")
+    return {"model": names[0], **dataclasses.asdict(config)}
+
+
+def build_generator(stored: dict[str, Any]) -> nn.Module:
+    """The generator a stored config describes (see stored_config), freshly initialised; it has .z_dim."""
+    model = stored.get("model")
+    if model not in FAMILIES:
+        raise UserError(f"unknown generator model {model!r}; this version knows {tuple(FAMILIES)}")
+    family = FAMILIES[model]
+    fields = {f.name for f in dataclasses.fields(family.Config)}
+    given = set(stored) - {"model"}
+    if given != fields:
+        missing, unknown = sorted(fields - given), sorted(given - fields)
+        raise UserError(f"generator config of {model} lacks {missing} / has unknown {unknown}: not a {model} "
+                        f"generator this version can rebuild (retrain it)")  # fmt: skip
+    return family.generator(family.Config(**{k: stored[k] for k in given}))
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -55,10 +66,11 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
-def save_generator(path: Path, generator: nn.Module, config: dict[str, Any]) -> None:
-    """Write {"config", "state_dict"} atomically; tensors are copied to CPU so the file loads anywhere."""
+def save_generator(path: Path, generator: nn.Module, config: Any) -> None:
+    """Write {"config", "state_dict"} atomically; config is the family's Config. Tensors are copied to CPU so the
+    file loads anywhere."""
     state = {k: v.detach().to("cpu", copy=True) for k, v in unwrap(generator).state_dict().items()}
-    payload = {"config": dict(config), "state_dict": state}
+    payload = {"config": stored_config(config), "state_dict": state}
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(torch_bytes(payload))
 
@@ -74,7 +86,12 @@ def load_generator(path: Path, map_location: str | torch.device = "cpu") -> nn.M
         raise UserError(f"{path}: not a generator file ({one_line(e, 200)})") from None
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise UserError(f"{path}: not a generator file (expected keys 'config' and 'state_dict')")
-    generator = build_generator(payload["config"])
+    if not isinstance(payload["config"], dict):
+        raise UserError(f"{path}: not a generator file (its config is not a mapping)")
+    try:
+        generator = build_generator(payload["config"])
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     try:
         generator.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

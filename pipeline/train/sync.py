@@ -1,15 +1,15 @@
 """Checkpoints that outlive the machine: publish each to a sync location, resume from the newest good one anywhere.
 
 Usage:
-    from pipeline.train.sync import SyncRun, Publisher
-    run = SyncRun.open("s3://bucket/animegan", signature)   # or a folder; the run's own folder under it
-    run.resume(local_step=0, signature=signature, dest=Path("models/checkpoint.pt"))  # -> step installed, or None
-    publisher = Publisher(run, staging=Path("models/.sync"), lease=lease, meta={"fingerprint": fp})
-    publisher.publish(Path("models/checkpoint.pt"), step=500)   # returns at once; uploads in a thread
-    publisher.close()                                           # waits for the last upload (retried once)
+    from pipeline.train.sync import SyncFolder, Publisher
+    folder = SyncFolder.open("s3://bucket/animegan", signature)   # or a local folder; these params' folder under it
+    folder.resume(local_step=0, signature=signature, dest=Path("models/checkpoint.pt"))  # -> step installed, or None
+    with Publisher(folder, staging=Path("models/.sync"), lease=lease, meta={"fingerprint": fp}) as publisher:
+        publisher.publish(Path("models/checkpoint.pt"), step=500)   # returns at once; uploads in a thread
+    # leaving the with waits for the last upload (retried once unless an exception ends it) and frees the lease
 
-A run's folder is `<train.sync>/<model>-<loss>-<16 hex of the signature's sha256>/`, so runs of other params
-share one location safely. It holds `checkpoint-<step>.pt` files (the last two), `latest.json` and the lease.
+A training's folder is `<train.sync>/<model>-<loss>-<16 hex of the signature's sha256>/`, so trainings of other
+params share one location safely. It holds `checkpoint-<step>.pt` files (the last two), `latest.json` and the lease.
 Publishing one checkpoint: upload under a temporary name `.checkpoint-<step>.pt.<random>.tmp`, read it back and
 check its size and sha256, rename it to its final name, and only then rewrite `latest.json` (step, file, sha256,
 size, signature, fingerprint, host, time, and the same for the previous checkpoint), so the pointer never names
@@ -60,8 +60,9 @@ class SyncError(Exception):
     """A publish that did not complete (upload, read-back or pointer); the local checkpoint is untouched."""
 
 
-def run_name(signature: dict[str, Any]) -> str:
-    """The run's folder: readable prefix, then the signature's hash (equal params and data, equal folder)."""
+def folder_name(signature: dict[str, Any]) -> str:
+    """The folder of these params: a readable prefix, then the signature's hash (equal params and data, equal
+    folder)."""
     digest = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{signature.get('train.model', 'run')}-{signature.get('train.loss', '')}-{digest}"
 
@@ -83,28 +84,28 @@ def open_location(url: str) -> tuple[Any, str]:
     return fs, root.rstrip("/") or "/"
 
 
-class SyncRun:
-    """One run's folder at the sync location."""
+class SyncFolder:
+    """The folder of one training's params at the sync location: its checkpoints, latest.json and lease."""
 
     def __init__(self, fs: Any, root: str, name: str, url: str):
         self.fs, self.name = fs, name
-        self.folder = f"{root.rstrip('/')}/{name}"
+        self.path = f"{root.rstrip('/')}/{name}"
         self.url = f"{url.rstrip('/')}/{name}"
         self.newest_step: int | None = None  # the pointer's step, once resume() has read it
 
     @classmethod
-    def open(cls, url: str, signature: dict[str, Any]) -> SyncRun:
+    def open(cls, url: str, signature: dict[str, Any]) -> SyncFolder:
         fs, root = open_location(url)
-        return cls(fs, root, run_name(signature), url)
+        return cls(fs, root, folder_name(signature), url)
 
     def lease(self, stale_s: float) -> Lease:
-        return Lease(self.fs, f"{self.folder}/{LEASE}", stale_s)
+        return Lease(self.fs, f"{self.path}/{LEASE}", stale_s)
 
     # ---------- reading ----------
 
     def pointer(self) -> dict[str, Any] | None:
-        """latest.json, or None when the run has none yet; UserError when it cannot be read as a pointer."""
-        path = f"{self.folder}/{POINTER}"
+        """latest.json, or None when the folder has none yet; UserError when it cannot be read as a pointer."""
+        path = f"{self.path}/{POINTER}"
         try:
             data = json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
@@ -160,7 +161,7 @@ class SyncRun:
 
     def _download(self, entry: dict[str, Any], dest: Path) -> str | None:
         """Copy entry's file to dest through a temporary beside it, if it verifies; else what is wrong with it."""
-        remote = f"{self.folder}/{entry['file']}"
+        remote = f"{self.path}/{entry['file']}"
         digest, size = hashlib.sha256(), 0
         try:
             with atomic_path(dest) as tmp, self.fs.open(remote, "rb", block_size=BLOCK) as src, open(tmp, "wb") as out:
@@ -185,14 +186,14 @@ class SyncRun:
         """Upload local as step's checkpoint, verify it, then point latest.json at it; the new pointer.
 
         check() runs before the upload and before the pointer is written (the lease's renew: a trainer that lost
-        the run stops before it writes). SyncError or the store's own error when any part fails."""
+        the trainer stops before it writes). SyncError or the store's own error when any part fails."""
         sha, size = sha256_file(local), local.stat().st_size
         name = f"checkpoint-{step:09d}.pt"
-        final = f"{self.folder}/{name}"
-        tmp = f"{self.folder}/.{name}.{secrets.token_hex(4)}.tmp"
+        final = f"{self.path}/{name}"
+        tmp = f"{self.path}/.{name}.{secrets.token_hex(4)}.tmp"
         if check is not None:
             check()
-        self.fs.makedirs(self.folder, exist_ok=True)
+        self.fs.makedirs(self.path, exist_ok=True)
         try:
             self.fs.put_file(str(local), tmp)
             got_size, got_sha = self._remote_digest(tmp)
@@ -216,9 +217,9 @@ class SyncRun:
         elif old is not None and old.get("file") == name:
             previous = old.get("previous")
         pointer = {**entry, "previous": previous}
-        ptmp = f"{self.folder}/.{POINTER}.{secrets.token_hex(4)}.tmp"
+        ptmp = f"{self.path}/.{POINTER}.{secrets.token_hex(4)}.tmp"
         self.fs.pipe_file(ptmp, (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode())
-        self.fs.mv(ptmp, f"{self.folder}/{POINTER}")
+        self.fs.mv(ptmp, f"{self.path}/{POINTER}")
         self._prune(keep={name, previous["file"] if previous else name})
         return pointer
 
@@ -233,7 +234,7 @@ class SyncRun:
     def _prune(self, keep: set[str]) -> None:
         """Remove checkpoints the pointer no longer names and temporaries of killed publishes. Only the lease's
         holder publishes, so no temporary here belongs to a live upload."""
-        for path in self.fs.ls(self.folder, detail=False):
+        for path in self.fs.ls(self.path, detail=False):
             base = path.rstrip("/").rsplit("/", 1)[-1]
             if (CHECKPOINT.fullmatch(base) and base not in keep) or (base.startswith(".") and base.endswith(".tmp")):
                 try:
@@ -250,8 +251,8 @@ class _Mismatch(Exception):
 class Publisher:
     """Publishes checkpoints in a background thread, one at a time; training waits only for an unfinished one."""
 
-    def __init__(self, run: SyncRun, staging: Path, lease: Lease | None, meta: dict[str, Any]):
-        self.run, self.staging, self.lease, self.meta = run, Path(staging), lease, meta
+    def __init__(self, folder: SyncFolder, staging: Path, lease: Lease | None, meta: dict[str, Any]):
+        self.folder, self.staging, self.lease, self.meta = folder, Path(staging), lease, meta
         self.waited_s = 0.0
         self.publish_s: list[float] = []  # how long each successful publish took, in its thread
         self.published: int | None = None  # the last step that reached latest.json
@@ -265,7 +266,7 @@ class Publisher:
 
     def publish(self, checkpoint: Path, step: int) -> None:
         """Start publishing checkpoint (as written now) as step; waits, and says so, if the last one is unfinished.
-        LeaseLost when another trainer took the run over."""
+        LeaseLost when another trainer took the folder over."""
         self._wait(f"checkpoint at step {step}")
         if self._lost is not None:
             raise self._lost
@@ -274,9 +275,16 @@ class Publisher:
         self._thread = threading.Thread(target=self._upload, args=(snapshot, step), name="sync-publish", daemon=True)
         self._thread.start()
 
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """The with's end: close, retrying a failed last upload only when the with ended without an exception."""
+        self.close(retry=exc_type is None)
+
     def close(self, retry: bool = True) -> None:
         """Wait for the last upload; retry it once if it failed, else warn that the synced copy is behind. Releases
-        the lease."""
+        the lease. (Called by the with; a script without one calls it itself.)"""
         self._wait("the end of training")
         if retry and self._lost is None and self._pending is not None and self.published != self._pending[1]:
             checkpoint, step = self._pending
@@ -284,7 +292,7 @@ class Publisher:
             self._upload(self._snapshot(checkpoint, step), step)
             if self.published != step:
                 log.warning("%s stays at step %s: rerun `animegan train` with network to publish step %d",
-                            self.run.url, self.published, step)  # fmt: skip
+                            self.folder.url, self.published, step)  # fmt: skip
         if self.lease is not None:
             self.lease.release()
 
@@ -292,7 +300,7 @@ class Publisher:
         if self._thread is None or not self._thread.is_alive():
             return
         t0 = time.perf_counter()
-        log.info("%s: waiting for the upload of the previous checkpoint to %s", why, self.run.url)
+        log.info("%s: waiting for the upload of the previous checkpoint to %s", why, self.folder.url)
         self._thread.join()
         waited = time.perf_counter() - t0
         self.waited_s += waited
@@ -313,16 +321,16 @@ class Publisher:
         check = self.lease.renew if self.lease is not None else None
         t0 = time.perf_counter()
         try:
-            self.run.publish(snapshot, step, self.meta, check=check)
+            self.folder.publish(snapshot, step, self.meta, check=check)
             self.published, self.failed = step, None
             self.publish_s.append(time.perf_counter() - t0)
-            log.info("published step %d to %s in %.1f s", step, self.run.url, time.perf_counter() - t0)
+            log.info("published step %d to %s in %.1f s", step, self.folder.url, time.perf_counter() - t0)
         except LeaseLost as e:
             self._lost = e
             log.warning("%s", one_line(e, 300))
         except Exception as e:  # network gone, quota, read-only: training goes on, the next checkpoint retries
             self.failed = one_line(e, 200)
             log.warning("could not publish step %d to %s (%s: %s): the local checkpoint is kept; retrying at the "
-                        "next checkpoint", step, self.run.url, type(e).__name__, self.failed)  # fmt: skip
+                        "next checkpoint", step, self.folder.url, type(e).__name__, self.failed)  # fmt: skip
         finally:
             snapshot.unlink(missing_ok=True)

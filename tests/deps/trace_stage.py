@@ -9,7 +9,8 @@ Writes trace.json: {"exit_code": int, "files": ["pipeline/x.py", ...], "params_r
   with exec or runpy never shows up in sys.modules). A pipeline.* or stages.* module loaded from elsewhere (another
   checkout) is an error: the trace would describe other code.
 - params_read: the dotted key of every params value the command read, found by recording attribute reads on the
-  pydantic models that load_params returns (and every key below a model when it is dumped, iterated or compared).
+  pydantic models that load_params returns (and every key below a model when it is dumped, iterated or compared),
+  their extra keys included (train.dcgan.g_features: a model family's section is an extra key of train).
 """
 
 from __future__ import annotations
@@ -50,18 +51,21 @@ class ParamsRecorder:
         self.alive: list[object] = []  # keeps indexed models alive, so their ids are never reused
         self.read: set[str] = set()
 
+    @staticmethod
+    def values(model: object) -> dict[str, object]:
+        """The model's keys and values: its fields, and the extra keys a section allows (train.dcgan, ...)."""
+        return {**{name: model.__dict__[name] for name in type(model).model_fields}, **(model.model_extra or {})}
+
     def index(self, model: object, prefix: str = "") -> None:
         self.owner[id(model)] = prefix
         self.alive.append(model)
-        for name in type(model).model_fields:
-            value = model.__dict__[name]
+        for name, value in self.values(model).items():
             if isinstance(value, self.section_type):
                 self.index(value, f"{prefix}{name}.")
 
     def leaves(self, model: object, prefix: str) -> set[str]:
         keys = set()
-        for name in type(model).model_fields:
-            value = model.__dict__[name]
+        for name, value in self.values(model).items():
             keys |= self.leaves(value, f"{prefix}{name}.") if isinstance(value, self.section_type) else {prefix + name}
         return keys
 
@@ -76,6 +80,16 @@ class ParamsRecorder:
             return value
 
         section.__getattribute__ = getattribute
+        extra = section.__getattr__  # extra keys (a family's section and its keys) are read through __getattr__
+
+        def getattr_extra(model, name):
+            value = extra(model, name)
+            prefix = recorder.owner.get(id(model))
+            if prefix is not None and name in (model.model_extra or {}) and not isinstance(value, section):
+                recorder.read.add(prefix + name)
+            return value
+
+        section.__getattr__ = getattr_extra
         for method in ("model_dump", "model_dump_json", "model_copy", "__iter__", "__eq__", "__copy__", "__deepcopy__"):
             original = getattr(section, method)
 

@@ -1,6 +1,7 @@
 """pipeline.train.families.r3gan: the paper preset's size, shapes at 16/32/64 px, the init rule, the resampler,
 generator.pt."""
 
+import dataclasses
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from pipeline.train.families.r3gan import (
     PRESETS,
     Downsample2x,
     R3Critic,
+    R3GANConfig,
     R3Generator,
     ResidualBlock,
     Upsample2x,
@@ -128,13 +130,13 @@ def test_generator_file_round_trips_exactly(tmp_path):
     with torch.no_grad():  # make every branch non-zero, as after training
         for block in (m for m in g.modules() if isinstance(m, ResidualBlock)):
             block.project.weight.normal_(0, 0.05)
-    config = generator_config("r3gan", z_dim=64, g_features=0, image_size=32, preset="tiny")
-    assert config == {"model": "r3gan", "preset": "tiny", "z_dim": 64, "image_size": 32}
+    config = generator_config("r3gan", z_dim=64, image_size=32, preset="tiny")
+    assert config == R3GANConfig(preset="tiny", z_dim=64, image_size=32)
     path = tmp_path / "generator.pt"
     save_generator(path, g, config)
 
     payload = torch.load(path, weights_only=True)
-    assert payload["config"] == config
+    assert payload["config"] == {"model": "r3gan", "preset": "tiny", "z_dim": 64, "image_size": 32}
     assert set(payload["state_dict"]) == set(g.state_dict())  # the resampling kernels are not saved
     loaded = load_generator(path)
     assert isinstance(loaded, R3Generator) and not loaded.training
@@ -149,8 +151,8 @@ def test_generator_file_round_trips_exactly(tmp_path):
 
 def test_generator_file_with_another_preset_is_refused(tmp_path):
     path = tmp_path / "generator.pt"
-    config = generator_config("r3gan", z_dim=64, g_features=0, image_size=16, preset="tiny")
-    save_generator(path, R3Generator("tiny", 16), {**config, "preset": "small"})
+    config = generator_config("r3gan", z_dim=64, image_size=16, preset="tiny")
+    save_generator(path, R3Generator("tiny", 16), dataclasses.replace(config, preset="small"))
     with pytest.raises(UserError, match="weights do not match"):
         load_generator(path)
 
@@ -160,10 +162,12 @@ def test_bad_preset_size_or_config_is_a_user_error():
         R3Generator("huge", 32)
     with pytest.raises(UserError, match="image sizes"):
         R3Critic("tiny", 48)
-    with pytest.raises(UserError, match="r3gan preset"):
-        generator_config("r3gan", z_dim=64, g_features=0, image_size=32)
+    with pytest.raises(TypeError, match="preset"):
+        generator_config("r3gan", z_dim=64, image_size=32)
     with pytest.raises(UserError, match="lacks"):
         build_generator({"model": "r3gan", "z_dim": 64, "image_size": 32})
+    with pytest.raises(UserError, match="preset"):
+        build_generator({"model": "r3gan", "preset": "huge", "z_dim": 64, "image_size": 32})
 
 
 def test_tiny_trains_one_step():

@@ -23,9 +23,9 @@ import pytest
 import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, tiny_params, train_tiny, write_faces
 
-from pipeline.train.checkpoint import run_signature
-from pipeline.train.loop import faces_digest
-from pipeline.train.sync import SyncRun
+from pipeline.train.checkpoint import training_signature
+from pipeline.train.resume import faces_digest
+from pipeline.train.sync import SyncFolder
 from stages import train as train_stage
 
 ARGS = ["train.max_steps=0", "train.epochs=24", "train.log_every=4"]  # 192 steps, as in test_train_kill
@@ -45,14 +45,14 @@ def env_for(sync_url: str, request) -> dict[str, str]:
     return SUBPROCESS_ENV
 
 
-def sync_run(params, faces) -> SyncRun:
-    signature = run_signature(params.train, params.data.image_size, faces_digest(faces), len(faces))
-    return SyncRun.open(params.train.sync, signature)
+def sync_folder(params, faces) -> SyncFolder:
+    signature = training_signature(params.train, params.data.image_size, faces_digest(faces), len(faces))
+    return SyncFolder.open(params.train.sync, signature)
 
 
-def pointer_step(run: SyncRun) -> int:
+def pointer_step(folder: SyncFolder) -> int:
     try:
-        pointer = run.pointer()
+        pointer = folder.pointer()
     except Exception:  # the store unreachable while the test stops it
         return -1
     return pointer["step"] if pointer else -1
@@ -95,16 +95,16 @@ def test_killed_on_a_continued_on_b_ends_bit_identical(sync_url, tmp_path, faces
     env = env_for(sync_url, request)
     a = tiny_params(tmp_path / "A", *ARGS, "train.checkpoint_every=8", f"train.sync={sync_url}")
     write_faces(a, faces)
-    run = sync_run(a, faces)
+    folder = sync_folder(a, faces)
     proc = subprocess.Popen(cli(tmp_path / "A"), cwd=REPO, env=env, stderr=subprocess.PIPE)
-    wait_for(lambda: pointer_step(run) >= 16, proc)
+    wait_for(lambda: pointer_step(folder) >= 16, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    published = run.pointer()
+    published = folder.pointer()
     assert 16 <= published["step"] < TOTAL and published["previous"]["step"] == published["step"] - 8
     if sync_url.startswith("s3://"):  # and the newest copy then turns out cut short: B falls back to the one before
-        newest = f"{run.folder}/{published['file']}"
-        run.fs.pipe_file(newest, run.fs.cat_file(newest)[:5000])
+        newest = f"{folder.path}/{published['file']}"
+        folder.fs.pipe_file(newest, folder.fs.cat_file(newest)[:5000])
     expected = published["step"] if sync_url.startswith(str(tmp_path)) else published["previous"]["step"]
 
     b = tiny_params(tmp_path / "B", *ARGS, "train.checkpoint_every=8", f"train.sync={sync_url}")
@@ -117,10 +117,10 @@ def test_killed_on_a_continued_on_b_ends_bit_identical(sync_url, tmp_path, faces
         assert "is 5000 bytes, not" in caplog.text and f"falling back to step {expected}" in caplog.text
     assert "not be bit-identical" not in caplog.text  # equal fingerprints
     assert_equals_straight(Path(b.paths.models), straight)
-    final = run.pointer()
+    final = folder.pointer()
     assert final["step"] == TOTAL and final["sha256"] == hashlib.sha256(
         (Path(b.paths.models) / "checkpoint.pt").read_bytes()).hexdigest()  # fmt: skip
-    assert run.lease(60).read() is None  # released at the end
+    assert folder.lease(60).read() is None  # released at the end
 
 
 def test_store_stopped_during_publishes(s3, tmp_path, faces):
@@ -129,12 +129,12 @@ def test_store_stopped_during_publishes(s3, tmp_path, faces):
     a = tiny_params(tmp_path / "A", "train.max_steps=0", "train.epochs=8", "train.log_every=4",
                     "train.checkpoint_every=2", f"train.sync={s3.url}")  # fmt: skip
     write_faces(a, faces)
-    run = sync_run(a, faces)
+    folder = sync_folder(a, faces)
     proc = subprocess.Popen(cli(tmp_path / "A"), cwd=REPO, env={**SUBPROCESS_ENV, **s3.env}, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    wait_for(lambda: pointer_step(run) >= 2, proc)
+    wait_for(lambda: pointer_step(folder) >= 2, proc)
     s3.stop()  # the publisher is busy nearly all the time: this lands inside a publish
     wait_for(lambda: any("could not publish step" in line for line in lines), proc)  # after botocore's retries
     s3.start()
@@ -144,7 +144,7 @@ def test_store_stopped_during_publishes(s3, tmp_path, faces):
     warning = next(line for line in lines if "could not publish step" in line)
     assert "retrying at the next checkpoint" in warning and "EndpointConnectionError" in warning
     assert any("published step" in line for line in lines[lines.index(warning) :]), err[-3000:]
-    pointer = run.pointer()
+    pointer = folder.pointer()
     local = Path(a.paths.models) / "checkpoint.pt"
     assert pointer["step"] == 64 and pointer["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
 
@@ -152,16 +152,16 @@ def test_store_stopped_during_publishes(s3, tmp_path, faces):
 def test_a_killed_upload_never_becomes_latest(s3, tmp_path, faces):
     a = tiny_params(tmp_path / "A", *ARGS, "train.checkpoint_every=1", f"train.sync={s3.url}")
     write_faces(a, faces)
-    run = sync_run(a, faces)
+    folder = sync_folder(a, faces)
     for kill_after in (2, 5):  # publishing every step: the kill lands inside an upload, a read-back or a rename
         proc = subprocess.Popen(cli(tmp_path / "A", "train.sync_stale_s=0"), cwd=REPO,
                                 env={**SUBPROCESS_ENV, **s3.env}, stderr=subprocess.PIPE)  # fmt: skip
-        wait_for(lambda k=kill_after: pointer_step(run) >= k, proc)
+        wait_for(lambda k=kill_after: pointer_step(folder) >= k, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        pointer = run.pointer()
+        pointer = folder.pointer()
         for entry in (pointer, pointer["previous"]):  # whatever the kill tore, what the pointer names is whole
-            data = run.fs.cat_file(f"{run.folder}/{entry['file']}")
+            data = folder.fs.cat_file(f"{folder.path}/{entry['file']}")
             assert len(data) == entry["size"]
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
 
@@ -171,9 +171,9 @@ def test_a_second_trainer_of_the_run_is_refused_while_the_first_runs(sync_url, t
     long = ["train.max_steps=0", "train.epochs=1000", "train.checkpoint_every=8"]  # still running when B starts
     a = tiny_params(tmp_path / "A", *long, f"train.sync={sync_url}")
     write_faces(a, faces)
-    run = sync_run(a, faces)
+    folder = sync_folder(a, faces)
     proc = subprocess.Popen(cli(tmp_path / "A"), cwd=REPO, env=env, stderr=subprocess.PIPE)
-    wait_for(lambda: pointer_step(run) >= 8, proc)
+    wait_for(lambda: pointer_step(folder) >= 8, proc)
     b = tiny_params(tmp_path / "B", *long, f"train.sync={sync_url}")
     write_faces(b, faces)
     second = subprocess.run(cli(tmp_path / "B"), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -221,22 +221,23 @@ def test_another_setup_continues_with_a_warning_naming_what_differs(tmp_path, fa
 def test_a_stale_lease_of_another_machine_is_taken_over(tmp_path, faces, caplog):
     url = str(tmp_path / "drive")
     params = tiny_params(tmp_path / "B", "train.max_steps=2", f"train.sync={url}", "train.sync_stale_s=60")
-    run = sync_run(params, faces)
-    run.fs.makedirs(run.folder, exist_ok=True)
+    folder = sync_folder(params, faces)
+    folder.fs.makedirs(folder.path, exist_ok=True)
     lease = {"holder": "colab-7:42:beef", "host": "colab-7", "pid": 42, "heartbeat": time.time() - 61}
-    Path(run.folder, "lease.json").write_text(json.dumps(lease))
+    Path(folder.path, "lease.json").write_text(json.dumps(lease))
     with caplog.at_level(logging.WARNING, logger="pipeline.train.lease"):
         train_tiny(tmp_path / "B", faces, "train.max_steps=2", f"train.sync={url}", "train.sync_stale_s=60")
     assert "from colab-7:42:beef, whose last heartbeat was 61 s ago" in caplog.text
-    assert run.pointer()["step"] == 2
+    assert folder.pointer()["step"] == 2
 
 
 def test_a_finished_run_whose_last_publish_failed_publishes_it_when_rerun(tmp_path, faces):
     url = str(tmp_path / "drive")
     train_tiny(tmp_path / "A", faces, "train.max_steps=4", f"train.sync={url}")
     params = tiny_params(tmp_path / "A", "train.max_steps=4", f"train.sync={url}")
-    run = sync_run(params, faces)
-    run.fs.rm(run.folder, recursive=True)  # as if the network was gone for the last publish and its retry
+    folder = sync_folder(params, faces)
+    folder.fs.rm(folder.path, recursive=True)  # as if the network was gone for the last publish and its retry
     train_tiny(tmp_path / "A", faces, "train.max_steps=4", f"train.sync={url}")  # "already finished"
     local = Path(params.paths.models) / "checkpoint.pt"
-    assert run.pointer()["step"] == 4 and run.pointer()["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    pointer = folder.pointer()
+    assert pointer["step"] == 4 and pointer["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()

@@ -24,7 +24,7 @@ def test_the_course_settings():
     assert preset_settings("baseline")["train.epochs"] == 1
     assert preset_settings("ncritic2")["train.n_critic"] == 2 and preset_settings("ncritic2")["train.epochs"] == 50
     assert preset_settings("wgan")["train.optimizer"] == "rmsprop"
-    assert preset_settings("wgan-gp")["train.critic_norm"] == "instance"
+    assert preset_settings("wgan-gp")["train.dcgan.critic_norm"] == "instance"
 
 
 def test_cli_dry_run_prints_the_command_and_unknown_names_exit_2():
@@ -59,7 +59,7 @@ def test_r3gan_presets_carry_the_papers_recipe():
         params = load_params(REPO / "params.yaml", dvc_command(name)[6::2]).train
         assert params.model == "r3gan" and params.loss == "rpgan" and params.betas[0] == 0.0 and params.flip
         assert params.gamma > params.gamma_end > 0 and params.lr_g_end < params.lr_g and params.beta2_end == 0.99
-    assert load_params(REPO / "params.yaml", dvc_command("r3gan")[6::2]).train.r3gan_preset == "paper"
+    assert load_params(REPO / "params.yaml", dvc_command("r3gan")[6::2]).train.r3gan.preset == "paper"
     course = load_params(REPO / "params.yaml", dvc_command("baseline")[6::2]).train
     assert course.model == "dcgan" and not course.flip and course.gamma == 0 and course.ema_kimg == 0
 def test_push_pushes_the_named_run_and_only_its_ref_without_a_dvc_remote(tmp_path, monkeypatch):

@@ -25,8 +25,8 @@ def same_run_state(a: dict, b: dict) -> None:
     [
         ["train.loss=gan"],
         ["train.loss=wgan", "train.optimizer=rmsprop"],
-        ["train.loss=wgan-gp", "train.critic_norm=instance", "train.n_critic=2"],
-        ["train.loss=hinge", "train.spectral_norm=true", "train.ema=0"],
+        ["train.loss=wgan-gp", "train.dcgan.critic_norm=instance", "train.n_critic=2"],
+        ["train.loss=hinge", "train.dcgan.spectral_norm=true", "train.ema=0"],
         ["train.loss=gan", "train.reuse_fake=false", "train.n_critic=2", "data.image_size=32"],
     ],
     ids=["gan", "wgan", "wgan-gp", "hinge-sn", "gan-fresh-fake-32px"],

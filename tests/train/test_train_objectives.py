@@ -76,7 +76,7 @@ def test_r1_and_r2_from_double_backprop_agree_with_finite_differences(which):
 
 
 def family_and_nets(tmp_path, *overrides):
-    params = tiny_params(tmp_path, "train.loss=rpgan", "train.critic_norm=none", *overrides).train
+    params = tiny_params(tmp_path, "train.loss=rpgan", "train.dcgan.critic_norm=none", *overrides).train
     family = family_for(params, image_size=16, images_per_step=8)
     torch.manual_seed(0)
     g, d = family.build()

@@ -70,7 +70,7 @@ def test_r3gan_tiny_resumes_bit_identically_across_a_lazy_step_and_the_schedule(
 def test_dcgan_trains_with_rpgan_r1_and_ema_ramp_up(tmp_path, faces):
     summary = train_tiny(
         tmp_path, faces, "train.loss=rpgan", "train.gamma=1.0", "train.penalties=[r1]", "train.ema_kimg=0.1",
-        "train.flip=true", "train.critic_norm=none", "train.max_steps=3",
+        "train.flip=true", "train.dcgan.critic_norm=none", "train.max_steps=3",
     )  # fmt: skip
     assert summary["steps"] == 3 and np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
     state = checkpoint_of(tmp_path)

@@ -106,7 +106,7 @@ def test_compile_with_every_option_on_cpu_compiles_nothing_after_the_first_step(
     # generator runs without and with grad (2 graphs), the critic trains and is frozen for G's step (2 graphs),
     # and the penalty differentiates twice on the plain module beside the compiled one
     on = [f"train.{o}=always" for o in ("compile", "bf16", "channels_last", "fused_adam")]
-    on += ["train.loss=wgan-gp", "train.critic_norm=instance", "train.n_critic=2", "train.max_steps=3"]
+    on += ["train.loss=wgan-gp", "train.dcgan.critic_norm=instance", "train.n_critic=2", "train.max_steps=3"]
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()

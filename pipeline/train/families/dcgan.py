@@ -9,19 +9,22 @@ Usage:
 
 Module names (l1, l2, l3) are the course notebook's, so its G_*.pth state dicts load into Generator.
 Smaller images drop the course's first up/down-sampling blocks: 64 px has 4 upsamplings from 4x4, 32 px 3, 16 px 2.
-Every loss and regulariser of pipeline.train.families applies; generator.pt stores FILE_KEYS
-(pipeline/train/generator_file.py).
+Every loss and regulariser of pipeline.train.families applies. Its params are train.dcgan (DCGANParams: the widths,
+the critic's normalisation); generator.pt stores DCGANConfig, the generator's arguments (z_dim, g_features,
+image_size): later stages build no critic, so the critic's settings stay in the checkpoint's signature.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from pipeline.core.config import PositiveInt, Section
 from pipeline.core.errors import UserError
-from pipeline.train.families import FAMILIES, Family
+from pipeline.train.families.base import FAMILIES, Family
 
 SIZES = (16, 32, 64)
 
@@ -111,31 +114,45 @@ def _conv_norm_lrelu(c_in: int, c_out: int, norm: str, sn: Any) -> nn.Sequential
     elif norm == "none":
         norm_layer = nn.Identity()
     else:
-        raise UserError(f"train.critic_norm: expected batch, instance or none, got {norm!r}")
+        raise UserError(f"train.dcgan.critic_norm: expected batch, instance or none, got {norm!r}")
     return nn.Sequential(sn(nn.Conv2d(c_in, c_out, 4, 2, 1)), norm_layer, nn.LeakyReLU(0.2))
+
+
+class DCGANParams(Section):
+    """train.dcgan in params.yaml."""
+
+    g_features: PositiveInt
+    d_features: PositiveInt
+    critic_norm: Literal["batch", "instance", "none"]
+    spectral_norm: bool
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """What generator.pt stores: Generator's arguments."""
+
+    z_dim: int
+    g_features: int
+    image_size: int
 
 
 class DCGAN(Family):
     name = "dcgan"
-    file_keys = ("model", "z_dim", "g_features", "image_size")
+    Params = DCGANParams
+    Config = DCGANConfig
+
+    def make_config(self) -> DCGANConfig:
+        return DCGANConfig(z_dim=self.params.z_dim, g_features=self.section.g_features, image_size=self.image_size)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
-        p = self.params
-        g = Generator(p.z_dim, p.g_features, self.image_size)
+        p = self.section
+        g = self.generator(self.config)
         d = Critic(p.d_features, self.image_size, p.critic_norm, sigmoid=False, spectral_norm=p.spectral_norm)
         return g, d
 
-    def generator_config(self) -> dict[str, Any]:
-        p = self.params
-        return self.file_config(p.z_dim, p.g_features, self.image_size)
-
     @classmethod
-    def file_config(cls, z_dim: int, g_features: int, image_size: int, preset: str = "") -> dict[str, Any]:
-        return {"model": cls.name, "z_dim": int(z_dim), "g_features": int(g_features), "image_size": int(image_size)}
-
-    @staticmethod
-    def generator_from_config(config: dict[str, Any]) -> nn.Module:
-        return Generator(z_dim=config["z_dim"], g_features=config["g_features"], image_size=config["image_size"])
+    def generator(cls, config: DCGANConfig) -> nn.Module:
+        return Generator(z_dim=config.z_dim, g_features=config.g_features, image_size=config.image_size)
 
 
 FAMILIES[DCGAN.name] = DCGAN

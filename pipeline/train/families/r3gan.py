@@ -36,22 +36,25 @@ first four stages in bf16; here precision is the training loop's choice (autocas
 The paper's recipe is params, not code: train.loss rpgan, train.gamma with penalties [r1, r2], the cosine
 schedules, Adam betas [0, beta2], ema_kimg and flip (the `r3gan` and `r3gan-tiny` presets in
 stages/experiments.py set them). z has train.z_dim entries (the paper's 64). The adapter:
-    family = family_for(params.train, image_size=64)   # train.model: r3gan, train.r3gan_preset: paper|small|tiny
+    family = family_for(params.train, image_size=64)   # train.model: r3gan, train.r3gan.preset: paper|small|tiny
     g, d = family.build()
+Its params are train.r3gan (R3GANParams: the preset); generator.pt stores R3GANConfig (preset, z_dim, image_size),
+which shapes both networks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.core.config import Section
 from pipeline.core.errors import UserError
-from pipeline.train.families import FAMILIES, Family
+from pipeline.train.families.base import FAMILIES, Family
 
 SIZES = (16, 32, 64)
 LEAKY_SLOPE = 0.2
@@ -257,29 +260,37 @@ class R3Critic(nn.Module):
         return self.stages(self.from_rgb(x))
 
 
+class R3GANParams(Section):
+    """train.r3gan in params.yaml."""
+
+    preset: Literal["paper", "small", "tiny"]
+
+
+@dataclass(frozen=True)
+class R3GANConfig:
+    """What generator.pt stores: R3Generator's arguments."""
+
+    preset: str
+    z_dim: int
+    image_size: int
+
+
 class R3GAN(Family):
     name = "r3gan"
-    file_keys = ("model", "preset", "z_dim", "image_size")
+    Params = R3GANParams
+    Config = R3GANConfig
+
+    def make_config(self) -> R3GANConfig:
+        return R3GANConfig(preset=self.section.preset, z_dim=self.params.z_dim, image_size=self.image_size)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
-        p = self.params
-        g = R3Generator(p.r3gan_preset, self.image_size, z_dim=p.z_dim)
-        d = R3Critic(p.r3gan_preset, self.image_size)
+        g = self.generator(self.config)
+        d = R3Critic(self.config.preset, self.image_size)
         return g, d
 
-    def generator_config(self) -> dict[str, Any]:
-        p = self.params
-        return self.file_config(p.z_dim, 0, self.image_size, preset=p.r3gan_preset)
-
     @classmethod
-    def file_config(cls, z_dim: int, g_features: int, image_size: int, preset: str = "") -> dict[str, Any]:
-        if preset not in PRESETS:
-            raise UserError(f"r3gan preset: expected one of {tuple(PRESETS)}, got {preset!r}")
-        return {"model": cls.name, "preset": str(preset), "z_dim": int(z_dim), "image_size": int(image_size)}
-
-    @staticmethod
-    def generator_from_config(config: dict[str, Any]) -> nn.Module:
-        return R3Generator(preset=config["preset"], image_size=config["image_size"], z_dim=config["z_dim"])
+    def generator(cls, config: R3GANConfig) -> nn.Module:
+        return R3Generator(preset=config.preset, image_size=config.image_size, z_dim=config.z_dim)
 
 
 FAMILIES[R3GAN.name] = R3GAN
