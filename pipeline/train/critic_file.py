@@ -41,8 +41,8 @@ def load_critic(path: Path, train: TrainParams, image_size: int) -> TrainedCriti
     path = Path(path)
     state = _read(path)
     if state is None or not isinstance(state.get("D"), dict):
-        what = "not found" if state is None else "holds no critic (D)"
-        raise UserError(f"sample.rejection needs the trained critic, but {path} is {what}: set sample.rejection=none "
+        what = "is not found" if state is None else "holds no critic (D)"
+        raise UserError(f"sample.rejection needs the trained critic, but {path} {what}: set sample.rejection=none "
                         "or keep the train stage's checkpoint.pt beside generator.pt")  # fmt: skip
     signature = state.get("signature") or {}
     current = {f"train.{k}": getattr(train, k) for k in CRITIC_KEYS} | {"data.image_size": image_size}

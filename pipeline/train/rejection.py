@@ -96,20 +96,20 @@ def knob_metrics(knobs: SamplingKnobs, critic: TrainedCritic | None, drawn: Draw
 
 def draw_images(
     generator: nn.Module, critic: TrainedCritic | None, knobs: SamplingKnobs, seed: int, draw: int, count: int,
-    batch_size: int, device: str | torch.device = "cpu",
+    batch_size: int, device: str | torch.device = "cpu", start: int = 0,
 ) -> Drawn:  # fmt: skip
-    """`count` images of `draw` with the knobs; critic: required when knobs.needs_critic."""
+    """`count` images of `draw` from image `start` on, with the knobs; critic: required when knobs.needs_critic."""
     if knobs.needs_critic and critic is None:
         raise UserError(f"sample.rejection={knobs.rejection} needs the trained critic")
     if knobs.rejection == "drs" and critic.loss != "gan":
         raise UserError(f"sample.rejection=drs needs a critic trained with train.loss=gan (its logit estimates "
                         f"log p_data/p_g); this one trained with {critic.loss!r}: use top_k")  # fmt: skip
     if knobs.rejection == "none":
-        return Drawn(generate(generator, seed, draw, count, batch_size, device, knobs.truncation))
+        return Drawn(generate(generator, seed, draw, count, batch_size, device, knobs.truncation, start))
     sampler = _Sampler(generator, critic, knobs, device)
-    if knobs.rejection == "top_k":
-        return _top_k(sampler, seed, draw, count, max(1, batch_size // knobs.rejection_k))
-    return _drs(sampler, seed, draw, count, max(1, batch_size // knobs.rejection_k))
+    per_pass = max(1, batch_size // knobs.rejection_k)
+    choose = _top_k if knobs.rejection == "top_k" else _drs
+    return choose(sampler, seed, draw, range(start, start + count), per_pass)
 
 
 class _Sampler:
@@ -131,14 +131,15 @@ class _Sampler:
             return self.critic(x.div(255).sub(0.5).div(0.5)).reshape(-1).cpu().numpy()
 
 
-def _passes(count: int, per_pass: int) -> list[tuple[int, int]]:
-    return [(s, min(per_pass, count - s)) for s in range(0, count, per_pass)]
+def _passes(indices: range, per_pass: int) -> list[tuple[int, int]]:
+    """(first image, image count) of each pass over the indices."""
+    return [(s, min(per_pass, indices.stop - s)) for s in range(indices.start, indices.stop, per_pass)]
 
 
-def _top_k(sampler: _Sampler, seed: int, draw: int, count: int, per_pass: int) -> Drawn:
+def _top_k(sampler: _Sampler, seed: int, draw: int, indices: range, per_pass: int) -> Drawn:
     k, z_dim = sampler.knobs.rejection_k, sampler.z_dim
     images, kept, first = [], [], []
-    for start, n in _passes(count, per_pass):
+    for start, n in _passes(indices, per_pass):
         z = candidate_latents(seed, draw, start, n, z_dim, k, sampler.knobs.truncation).view(n * k, z_dim)
         pixels = sampler.images(z)
         scores = sampler.scores(pixels).reshape(n, k)
@@ -149,10 +150,10 @@ def _top_k(sampler: _Sampler, seed: int, draw: int, count: int, per_pass: int) -
     return Drawn(np.concatenate(images), np.concatenate(kept), np.concatenate(first))
 
 
-def _drs(sampler: _Sampler, seed: int, draw: int, count: int, per_pass: int) -> Drawn:
+def _drs(sampler: _Sampler, seed: int, draw: int, indices: range, per_pass: int) -> Drawn:
     d_max, gamma = _drs_calibration(sampler, seed, per_pass)
     images, kept, first, accepted = [], [], [], 0
-    for start, n in _passes(count, per_pass):
+    for start, n in _passes(indices, per_pass):
         streams = [index_stream(seed, draw, start + i) for i in range(n)]
         best = np.full(n, -np.inf)
         out: list[np.ndarray | None] = [None] * n
@@ -180,14 +181,14 @@ def _drs(sampler: _Sampler, seed: int, draw: int, count: int, per_pass: int) -> 
         images.append(np.stack(out))
         kept.append(best)
         first.append(scores0)
-    return Drawn(np.concatenate(images), np.concatenate(kept), np.concatenate(first), accepted / count)
+    return Drawn(np.concatenate(images), np.concatenate(kept), np.concatenate(first), accepted / len(indices))
 
 
 def _drs_calibration(sampler: _Sampler, seed: int, per_pass: int) -> tuple[float, float]:
     """D_M, the highest logit over the burn-in images, and gamma, the DRS_PERCENTILE-th percentile of F there."""
     scores = np.concatenate([
         sampler.scores(sampler.images(latents(seed, BURN_IN_DRAW, s, n, sampler.z_dim, sampler.knobs.truncation)))
-        for s, n in _passes(BURN_IN, per_pass * sampler.knobs.rejection_k)
+        for s, n in _passes(range(BURN_IN), per_pass * sampler.knobs.rejection_k)
     ])  # fmt: skip
     d_max = float(scores.max())
     return d_max, float(np.percentile(_f(scores, d_max), DRS_PERCENTILE))

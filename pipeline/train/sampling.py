@@ -57,16 +57,16 @@ def float64_copy(module: nn.Module, device: str | torch.device) -> nn.Module:
 
 def generate(
     generator: torch.nn.Module, seed: int, draw: int, count: int, batch_size: int, device: str | torch.device = "cpu",
-    truncation: float = 0.0,
+    truncation: float = 0.0, start: int = 0,
 ) -> np.ndarray:  # fmt: skip
-    """`count` images of `draw`, uint8 (count, H, W, 3); the same for any batch size. truncation > 0: BigGAN's
-    truncation trick at that threshold (pipeline.train.latents)."""
+    """`count` images of `draw` from image `start` on, uint8 (count, H, W, 3); the same for any batch size.
+    truncation > 0: BigGAN's truncation trick at that threshold (pipeline.train.latents)."""
     model = float64_copy(generator, device)
     parts = []
     with torch.inference_mode():
-        for start in range(0, count, batch_size):
-            n = min(batch_size, count - start)
-            z = latents(seed, draw, start, n, generator.z_dim, truncation)
+        for first in range(start, start + count, batch_size):
+            n = min(batch_size, start + count - first)
+            z = latents(seed, draw, first, n, generator.z_dim, truncation)
             parts.append(to_uint8(model(z.to(device=device, dtype=torch.float64))))
     return np.concatenate(parts)
 
