@@ -16,14 +16,16 @@ rejection:
   drs    Discriminator Rejection Sampling (Azadi et al. 2019), per image: candidate j of image i is accepted with
          probability sigmoid(F), F = D - D_M - log(1 - exp(D - D_M - eps)) - gamma, where D is the critic's logit,
          D_M the highest logit over BURN_IN images of a stream of their own and gamma the DRS_PERCENTILE-th percentile
-         of F over them (the paper's shift); the uniform that decides is drawn from image i's stream after its
+         of F over them (a shift of F); the uniform that decides is drawn from image i's stream after its
          candidate's latent. At most k tries: when none is accepted, the highest-scored try is kept. D_M and gamma
          stay fixed (the paper raises D_M during sampling, which would make image i depend on the images before it).
          A BCE critic's logit estimates log p_data/p_g (what DRS needs); other objectives' critics are not calibrated,
          so drs accepts only train.loss gan.
 
 The generator and the critic run in float64 (pipeline.train.sampling's float64_copy) on `device`: the critic in eval
-mode, so BatchNorm uses its running statistics and a score does not depend on the other images of the batch.
+mode, so BatchNorm uses its running statistics and a score does not depend on the other images of the batch. (A
+BatchNorm critic trained in train mode, on batches of all-real or all-fake images, can rank differently in eval mode:
+sample.json's critic_mean_kept against critic_mean_first shows what the choice did by the critic's own measure.)
 Per pass, batch_size candidate images are generated (batch_size // k images' candidates).
 """
 
@@ -43,7 +45,7 @@ from pipeline.train.sampling import float64_copy, generate, to_uint8
 
 BURN_IN = 1000  # DRS: images whose highest logit is D_M
 BURN_IN_DRAW = 2**32  # DRS: the burn-in images' draw number, apart from every draw sampled
-DRS_PERCENTILE = 95.0  # DRS: gamma, the shift of F, as in the paper's released code
+DRS_PERCENTILE = 95.0  # DRS: gamma, the shift of F (a knob of the paper's setting the acceptance rate): fixed here
 DRS_EPS = 1e-6
 
 
