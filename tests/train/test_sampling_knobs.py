@@ -210,3 +210,17 @@ def test_bad_knobs_end_in_one_line_through_the_cli(trained: Path, tmp_path: Path
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert not (Path(params.paths.samples)).exists() and not (Path(params.paths.metrics) / "sample.json").exists()
+
+
+def test_r3gan_critic_chooses_per_index_and_is_refused_for_drs(tmp_path: Path) -> None:
+    """The other family: its critic (no BatchNorm, rpgan objective) loads through the registry; drs refuses it."""
+    settings = ["train.model=r3gan", "train.r3gan_preset=tiny", "train.loss=rpgan", "train.max_steps=2", "train.ema=0"]
+    train_tiny(tmp_path, tiny_faces(), *settings)
+    critic = load_critic(tmp_path / "models" / "checkpoint.pt", tiny_params(tmp_path, *settings).train, 16)
+    generator = load_generator(tmp_path / "models" / "generator.pt")
+    knobs = SamplingKnobs(0.8, "top_k", 3)
+    many = draw_images(generator, critic, knobs, seed=0, draw=0, count=12, batch_size=5)
+    alone = draw_images(generator, critic, knobs, seed=0, draw=0, count=1, batch_size=1, start=7)
+    assert np.array_equal(alone.images[0], many.images[7]) and np.all(many.scores >= many.first_scores)
+    with pytest.raises(UserError, match="trained with 'rpgan': use top_k"):
+        draw_images(generator, critic, DRS, 0, 0, 2, 2)
