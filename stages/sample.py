@@ -4,7 +4,9 @@ Usage:
     animegan sample [--set sample.count=100 --set sample.jpeg_quality=90]     # or: dvc repro sample
     from stages.sample import run; run(load_params("params.yaml"))
 
-Image i depends only on (sample.seed, i) (see pipeline.train.sampling). The samples folder, the tarball, the grid and
+Image i depends only on (sample.seed, i) and the knobs sample.truncation and sample.rejection (pipeline.train.latents,
+pipeline.train.rejection; rejection uses the critic in paths.models/checkpoint.pt, a dep of the stage whatever the
+knobs: train writes it with generator.pt, so it reruns nothing more). The samples folder, the tarball, the grid and
 metrics/sample.json are all written as temporaries first and swapped in together (pipeline.core.atomic's
 staged_outputs), so they always match: a failure (a full disk, a read-only metrics/) changes none of them.
 A tarball over sample.max_submission_mb is not an error: the stage logs a warning naming the size and the fix
@@ -23,12 +25,15 @@ from pipeline.core.config import Params
 from pipeline.core.device import describe, resolve_device, sample_device
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import grid_image
+from pipeline.train.critic_file import load_critic
 from pipeline.train.generator_file import load_generator
-from pipeline.train.sampling import generate, is_numbered_jpeg, write_jpegs, write_submission
+from pipeline.train.rejection import SamplingKnobs, draw_images, knob_metrics
+from pipeline.train.sampling import is_numbered_jpeg, write_jpegs, write_submission
 
 log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # the train stage's: its critic serves sample.rejection
 GRID_FILE = "samples_grid.png"
 METRICS_FILE = "sample.json"  # also says which generator drew the samples: evaluate checks it
 GRID_COUNT = 64  # the first images of the submission, in the preview
@@ -42,7 +47,12 @@ def run(params: Params) -> None:
     device = sample_device(resolve_device(params.device))  # float64 sampling: the CPU when the device is MPS
     generator_path = Path(paths.models) / GENERATOR_FILE
     generator = load_generator(generator_path, map_location=device)
-    images = generate(generator, sample.seed, draw=0, count=sample.count, batch_size=sample.batch_size, device=device)
+    knobs = SamplingKnobs.of(sample)
+    critic = None
+    if knobs.needs_critic:
+        critic = load_critic(Path(paths.models) / CHECKPOINT_FILE, params.train, params.data.image_size)
+    drawn = draw_images(generator, critic, knobs, sample.seed, 0, sample.count, sample.batch_size, device)
+    images = drawn.images
 
     preview = images[:GRID_COUNT]
     with staged_outputs() as out:  # samples, tarball, grid and metrics change together or not at all
@@ -65,6 +75,7 @@ def run(params: Params) -> None:
             "over_limit": over,
             "generator_sha256": sha256_file(generator_path),
             "device": describe(device),
+            **knob_metrics(knobs, critic, drawn),
         }
         out.file(metrics_path).write_text(json_text(metrics), encoding="utf-8")
     if over:

@@ -159,6 +159,9 @@ class SampleParams(Section):
     batch_size: PositiveInt
     jpeg_quality: Annotated[int, Field(ge=1, le=100)]
     max_submission_mb: PositiveFloat
+    truncation: NonNegFloat  # 0: off (pipeline/train/latents.py)
+    rejection: Literal["none", "top_k", "drs"]  # pipeline/train/rejection.py
+    rejection_k: PositiveInt
 
 
 class FidParams(Section):
