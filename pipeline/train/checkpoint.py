@@ -41,7 +41,7 @@ SIGNATURE_KEYS = (
 
 
 def training_signature(params: TrainParams, image_size: int, data_sha256: str, data_count: int) -> dict[str, Any]:
-    sig: dict[str, Any] = {f"train.{k}": _signature_value(params, k) for k in SIGNATURE_KEYS}
+    sig: dict[str, Any] = {f"train.{k}": signature_value(params, k) for k in SIGNATURE_KEYS}
     sig["train.betas"] = list(params.betas)
     sig["train.penalties"] = list(params.penalties)
     section = family_params(params, params.model)
@@ -55,7 +55,8 @@ def training_signature(params: TrainParams, image_size: int, data_sha256: str, d
     return sig
 
 
-def _signature_value(params: TrainParams, key: str) -> Any:
+def signature_value(params: TrainParams, key: str) -> Any:
+    """The value a signature key holds: a family key moved under train.<family> is read from there."""
     if key not in MOVED_TRAIN_KEYS:
         return getattr(params, key)
     family, name = MOVED_TRAIN_KEYS[key].split(".")

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.core.config import TrainParams
+from pipeline.core.config import MOVED_TRAIN_KEYS, TrainParams
 from pipeline.core.errors import UserError, one_line
+from pipeline.train.checkpoint import signature_value
 from pipeline.train.families import family_for
 
-# signature keys whose values decide the critic's layers (pipeline/train/checkpoint.py's run_signature)
+# signature keys whose values decide the critic's layers (pipeline/train/checkpoint.py's training_signature)
 CRITIC_KEYS = ("model", "r3gan_preset", "critic_norm", "spectral_norm", "d_features")
 
 
@@ -45,8 +46,9 @@ def load_critic(path: Path, train: TrainParams, image_size: int) -> TrainedCriti
         raise UserError(f"sample.rejection needs the trained critic, but {path} {what}: set sample.rejection=none "
                         "or keep the train stage's checkpoint.pt beside generator.pt")  # fmt: skip
     signature = state.get("signature") or {}
-    current = {f"train.{k}": getattr(train, k) for k in CRITIC_KEYS} | {"data.image_size": image_size}
-    differ = [f"{k} {signature.get(k)!r} (params: {v!r})" for k, v in current.items() if signature.get(k) != v]
+    current = {f"train.{k}": signature_value(train, k) for k in CRITIC_KEYS} | {"data.image_size": image_size}
+    differ = [f"{_param_name(k)} {signature.get(k)!r} (params: {v!r})"
+              for k, v in current.items() if signature.get(k) != v]
     if differ:
         raise UserError(f"{path}: its critic was trained with {', '.join(differ)}: set those params as trained")
     with torch.random.fork_rng(devices=[]):  # build() initialises from the global RNG: leave the caller's alone
@@ -56,6 +58,12 @@ def load_critic(path: Path, train: TrainParams, image_size: int) -> TrainedCriti
     except RuntimeError as e:
         raise UserError(f"{path}: its critic does not fit train.* params ({one_line(e, 200)})") from None
     return TrainedCritic(critic.eval(), int(state.get("step", 0)), str(signature.get("train.loss", "")))
+
+
+def _param_name(signature_key: str) -> str:
+    """The params key a signature key is set by today (train.critic_norm is set as train.dcgan.critic_norm)."""
+    name = signature_key.removeprefix("train.")
+    return f"train.{MOVED_TRAIN_KEYS[name]}" if name in MOVED_TRAIN_KEYS else signature_key
 
 
 def _read(path: Path) -> dict | None:

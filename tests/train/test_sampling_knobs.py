@@ -159,8 +159,8 @@ def test_lower_truncation_raises_precision_and_lowers_recall(nets) -> None:
 
 def test_critic_from_other_params_or_another_loss_is_refused(trained: Path, nets) -> None:
     generator, critic = nets
-    other = tiny_params(trained, "train.critic_norm=instance")
-    with pytest.raises(UserError, match=r"trained with train.critic_norm 'batch' \(params: 'instance'\)"):
+    other = tiny_params(trained, "train.dcgan.critic_norm=instance")
+    with pytest.raises(UserError, match=r"trained with train.dcgan.critic_norm 'batch' \(params: 'instance'\)"):
         load_critic(trained / "models" / "checkpoint.pt", other.train, 16)
     hinge = type(critic)(critic.module, critic.step, "hinge")
     with pytest.raises(UserError, match="drs needs a critic trained with train.loss=gan"):
@@ -214,7 +214,7 @@ def test_bad_knobs_end_in_one_line_through_the_cli(trained: Path, tmp_path: Path
 
 def test_r3gan_critic_chooses_per_index_and_is_refused_for_drs(tmp_path: Path) -> None:
     """The other family: its critic (no BatchNorm, rpgan objective) loads through the registry; drs refuses it."""
-    settings = ["train.model=r3gan", "train.r3gan_preset=tiny", "train.loss=rpgan", "train.max_steps=2", "train.ema=0"]
+    settings = ["train.model=r3gan", "train.r3gan.preset=tiny", "train.loss=rpgan", "train.max_steps=2", "train.ema=0"]
     train_tiny(tmp_path, tiny_faces(), *settings)
     critic = load_critic(tmp_path / "models" / "checkpoint.pt", tiny_params(tmp_path, *settings).train, 16)
     generator = load_generator(tmp_path / "models" / "generator.pt")
