@@ -40,7 +40,8 @@ SETTINGS = {
     "drs k=4": SamplingKnobs(rejection="drs", rejection_k=4),
 }
 TINY = ["data.image_size=16", "train.dcgan.g_features=8", "train.dcgan.d_features=8", "train.batch_size=8",
-        "train.grid_size=4", "train.max_steps=40", "train.epochs=100", "train.ema=0.0", "train.log_every=10"]  # fmt: skip
+        "train.grid_size=4", "train.max_steps=40", "train.epochs=100", "train.ema=0.0",
+        "train.log_every=10"]  # fmt: skip
 
 
 def tiny_nets(root: Path) -> tuple[torch.nn.Module, TrainedCritic]:
