@@ -28,6 +28,7 @@ from pipeline.core.atomic import DISK_ERRORS
 from pipeline.core.config import Params, load_params, to_dict
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.heap import keep_freed_memory
+from pipeline.core.outputs import EVAL_METRICS_FILE
 
 app = typer.Typer(
     add_completion=False,
@@ -120,7 +121,7 @@ def evaluate(
         from stages import evaluate as stage
 
         if images is None:
-            metrics, target = stage.run(resolved), Path(resolved.paths.metrics) / stage.EVAL_FILE
+            metrics, target = stage.run(resolved), Path(resolved.paths.metrics) / EVAL_METRICS_FILE
         else:
             metrics, target = stage.run_images(resolved, images, out)
         typer.echo(stage.format_table(metrics))
@@ -186,7 +187,7 @@ def compare(
     def go() -> None:
         from pipeline.runs.compare import compare_runs, format_comparison
 
-        eval_path = f"{resolve(params, set_).paths.metrics}/eval.json"
+        eval_path = f"{resolve(params, set_).paths.metrics}/{EVAL_METRICS_FILE}"
         result = compare_runs(Path.cwd(), list(revs or []), eval_path, alpha)
         typer.echo(format_comparison(result), nl=False)
         for warning in result.warnings:

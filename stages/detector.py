@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
+from pipeline.core.outputs import DETECTOR_METRICS_FILE
 from pipeline.core.speed import resolve_speed
 from pipeline.data.clean import load_clean_faces
 from pipeline.metrics.detector.afd_real import AFD_REAL_FILE, afd_real_record
@@ -27,7 +28,7 @@ from pipeline.metrics.detector.training import fit_detector
 
 
 def run(params: Params) -> None:
-    target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / "detector.json"
+    target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / DETECTOR_METRICS_FILE
     device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(target, metrics_path)
     faces = load_clean_faces(params.paths.clean)

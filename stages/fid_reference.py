@@ -16,28 +16,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from pipeline.core.atomic import remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
 from pipeline.core.hashing import array_sha256
-from pipeline.core.speed import resolve_speed
 from pipeline.data.clean import clean_faces_file, load_clean_faces
-from pipeline.metrics.fid_reference import backbone_meta, compute_reference, is_current, save_reference
-from pipeline.metrics.inception import load_backbone
+from pipeline.metrics.fid_reference import backbone_for, backbone_meta, compute_reference, is_current, save_reference
 
 log = logging.getLogger(__name__)
-
-
-def backbone_for(params: Params, device: torch.device | None = None):
-    """The Inception on `device` (default: the `device` param's), under eval's speed options there."""
-    fid = params.eval.fid
-    device = device or resolve_device(params.device)
-    speed = resolve_speed(params.eval, device)
-    return load_backbone(
-        fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s, device, speed=speed
-    )
 
 
 def run(params: Params) -> None:

@@ -25,6 +25,7 @@ from pipeline.core.config import Params
 from pipeline.core.device import describe, resolve_device, sample_device
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import grid_image
+from pipeline.core.outputs import CHECKPOINT_FILE, GENERATOR_FILE, SAMPLE_METRICS_FILE, SAMPLES_GRID_FILE
 from pipeline.train.critic_file import load_critic
 from pipeline.train.generator_file import load_generator
 from pipeline.train.rejection import SamplingKnobs, draw_images, knob_metrics
@@ -32,17 +33,13 @@ from pipeline.train.sampling import is_numbered_jpeg, write_jpegs, write_submiss
 
 log = logging.getLogger(__name__)
 
-GENERATOR_FILE = "generator.pt"
-CHECKPOINT_FILE = "checkpoint.pt"  # the train stage's: its critic serves sample.rejection
-GRID_FILE = "samples_grid.png"
-METRICS_FILE = "sample.json"  # also says which generator drew the samples: evaluate checks it
 GRID_COUNT = 64  # the first images of the submission, in the preview
 
 
 def run(params: Params) -> None:
     paths, sample = params.paths, params.sample
     samples, submission = Path(paths.samples), Path(paths.submission)
-    grid_path, metrics_path = Path(paths.plots) / GRID_FILE, Path(paths.metrics) / METRICS_FILE
+    grid_path, metrics_path = Path(paths.plots) / SAMPLES_GRID_FILE, Path(paths.metrics) / SAMPLE_METRICS_FILE
     remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = sample_device(resolve_device(params.device))  # float64 sampling: the CPU when the device is MPS
     generator_path = Path(paths.models) / GENERATOR_FILE

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.core.errors import UserError, one_line
+from pipeline.core.outputs import STAGE_FILES
 
 # YAML 1.1 (PyYAML) reads `1e-4` (no dot) as text; a float field takes such text as the number people mean.
 _DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -362,11 +363,6 @@ def check_runnable(params: Params, source: str = "params") -> None:
 # How a stage writes each location: REPLACED folders are built aside and swapped in whole (whatever was in them is
 # gone), FILEs are replaced by one rename, HOLDERs only hold other outputs and are never replaced themselves.
 REPLACED, FILE, HOLDER = "replaced", "file", "holder"
-STAGE_FILES = {  # names the stages write inside the holder folders
-    "models": ("generator.pt", "checkpoint.pt"),
-    "metrics": ("data.json", "train.json", "detector.json", "sample.json", "eval.json"),
-    "plots": ("clean_preview.png", "samples_grid.png"),
-}
 
 
 def output_layout(params: Params) -> list[tuple[str, Path, str]]:

@@ -12,10 +12,9 @@ Usage:
     found.worst(16)                        # the closest images within `near`, closest first
     found.feature_index, found.feature_distance  # per image: nearest reference face in Inception feature space
 
-Copy distance: both images are blurred (Gaussian, sigma BLUR_SIGMA px) and compared over their central crop at
-every shift of up to MAX_SHIFT pixels; the distance is the smallest root-mean-square difference (pixels in [0, 1]).
-The blur absorbs JPEG re-encoding, the shifts a moved crop, so an edited copy of a training face stays close while
-two different faces do not. The search is exact (the nearest by copy distance among every clean face, lowest index
+Copy distance: pipeline.metrics.copy_distance (both images blurred, compared at every shift of up to a pixel; the
+smallest RMS difference of pixels in [0, 1]): an edited copy of a training face stays close while two different
+faces do not. The search is exact (the nearest by copy distance among every clean face, lowest index
 on ties) for every image whose nearest face lies within `near` (at least the threshold; by default the calibration's
 novel quantile: as close as the closest 1% of genuinely new faces come), and says "none within `near`" for the
 others, which is what the flag and the list of closest images need and what keeps a query cheap:
@@ -49,15 +48,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
+from pipeline.metrics.copy_distance import blurred, copy_distances
+from pipeline.metrics.copy_index import CopyIndex
 from pipeline.metrics.prdc import distances, kth_neighbour_radii, row_block, squared_norms
 
 log = logging.getLogger(__name__)
 
 COARSE = 16  # side of the area-averaged image `coarse` compares
-BLUR_SIGMA = 1.0
-MAX_SHIFT = 1  # the edits a copy check must survive move a face by a pixel
 SHIFTS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # calibration's edited copies cycle through these
 
 
@@ -125,7 +123,7 @@ class CopyCheck:
         faces: np.ndarray,
         reference_features: np.ndarray | None = None,
         reference_indices: np.ndarray | None = None,
-        index: Any = None,
+        index: CopyIndex | None = None,
     ) -> None:
         if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8 or len(faces) < 2:
             raise ValueError(f"expected at least 2 uint8 (N, S, S, 3) faces, got {faces.dtype} {faces.shape}")
@@ -141,11 +139,9 @@ class CopyCheck:
         Exact (every face is considered; pipeline.metrics.copy_index compares only those its bound cannot rule out)."""
         return self.copy_index().nearest(self.fit(images), exclude=exclude)
 
-    def copy_index(self) -> Any:
+    def copy_index(self) -> CopyIndex:
         """The index over the clean faces: the one given (the copy_index stage's cache), else built here once."""
         if self.index is None:
-            from pipeline.metrics.copy_index import CopyIndex  # here: copy_index builds on this module's distance
-
             self.index = CopyIndex.build(self.faces)
         return self.index
 
@@ -233,26 +229,6 @@ def coarse(images: np.ndarray) -> np.ndarray:
         shape[axis] = len(widths)
         x = np.add.reduceat(x, edges, axis=axis) / widths.reshape(shape)
     return x.reshape(len(x), -1)
-
-
-def blurred(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images, np.float32) / 255
-    return gaussian_filter(x, sigma=(0, BLUR_SIGMA, BLUR_SIGMA, 0), mode="nearest", truncate=3.0)
-
-
-def copy_distances(images: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """(B, K) smallest RMS difference over shifts of up to MAX_SHIFT px between image b and its candidates.
-
-    Each candidate's shifted crops are compared with the image's central crop; squares are summed in float64."""
-    h, w = images.shape[1:3]
-    m = min(MAX_SHIFT, (min(h, w) - 1) // 4)  # tiny images keep at least half of each side
-    centre = images[:, None, m : h - m, m : w - m]
-    best = np.full(candidates.shape[:2], np.inf, np.float64)
-    for dy in range(-m, m + 1):
-        for dx in range(-m, m + 1):
-            diff = candidates[:, :, m + dy : h - m + dy, m + dx : w - m + dx] - centre
-            np.minimum(best, np.einsum("bkhwc,bkhwc->bk", diff, diff, dtype=np.float64), out=best)
-    return np.sqrt(best / centre[0, 0].size)
 
 
 def edit(face: np.ndarray, dx: int, dy: int, quality: int) -> np.ndarray:

@@ -11,9 +11,10 @@ Usage:
     index.stats                                        # faces the last queries touched, per query
 
 Both answer what an exhaustive search answers: for each image, the smallest copy distance
-(pipeline.metrics.copies.copy_distances) to any clean face, and the lowest face index among those at that distance;
-`within` only for images whose nearest face lies within `radius` (the others get -1 and inf), which is all the copy
-check needs (the flagged images and the closest ones it lists), and what lets a query touch a small part of the faces.
+(pipeline.metrics.copy_distance.copy_distances) to any clean face, and the lowest face index among those at that
+distance; `within` only for images whose nearest face lies within `radius` (the others get -1 and inf), which is
+all the copy check needs (the flagged images and the closest ones it lists), and what lets a query touch a small
+part of the faces.
 
 The bound. With X, Y the blurred image and face, W = [m, S-m)^2 the central window (m = MAX_SHIFT) and n its
 number of values, the copy distance is d(x, y)^2 = min_s (1/n) sum_{p in W} (X[p] - Y[p+s])^2 over shifts s in
@@ -53,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.metrics.copies import BLUR_SIGMA, MAX_SHIFT, blurred, copy_distances
+from pipeline.metrics.copy_distance import BLUR_SIGMA, MAX_SHIFT, blurred, copy_distances, shift_margin
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ EXACT_BATCH = 4  # candidates whose exact distance is computed at once
 SLACK_REL, SLACK_ABS = 1e-4, 1e-6  # bounds are lowered by this much against float32 rounding
 FEATURES_FILE = "copy_index.npz"
 META_FILE = "copy_index.json"
-
-
-def shift_margin(size: tuple[int, int]) -> int:
-    """The shift the copy distance allows at this size (pipeline.copies.copy_distances' m)."""
-    return min(MAX_SHIFT, (min(size) - 1) // 4)
 
 
 def cell_edges(length: int, block: int) -> np.ndarray:

@@ -1,208 +1,139 @@
-"""Score draws of images with FID, KID and AFD against the cached reference; record what the numbers depend on.
+"""What evaluate loads once before scoring any draw, checked against the data: one typed object, Evaluation.
 
 Usage:
-    from pipeline.metrics.evaluation import score_draws, provenance, read_image_folder
-    metrics = score_draws(draws, backbone, reference, detector, real_images,
-                          batch_size=50, kid_subsets=100, kid_subset_size=1000, kid_seed=0)
-    metrics["fid"]  # {"mean", "std", "draws": [...]}; the same for "kid" (+ "subset_std") and "afd"
-    metrics["afd_real"], metrics["afd_rel"]
-    metrics = score_draws(..., prdc=PrdcReference(reference.prdc_features, k=3),
-                          copies=CopyCheck(faces, ...), copy_threshold=calibration.threshold,
-                          copy_near=calibration.near(), worst=16)
-    metrics["precision"], ["recall"], ["density"], ["coverage"], ["copied"]   # the same {"mean", "std", "draws"}
-    metrics["copies"]  # draw 0: {"threshold", "near", "flagged": [image indices], "worst": [{image, ...}]}
-    metrics["provenance"] = provenance(dataset_sha256=..., backbone=..., detector=..., ...)
-    images, bad = read_image_folder(Path("output"), max_pixels=4096 * 4096)   # any folder; bad files listed
+    from pipeline.metrics.evaluation import load_evaluation
+    evaluation = load_evaluation(params)             # faces, their hash, the metrics' resources (Resources)
+    metrics = evaluation.score(draws)                # every registered metric (pipeline.metrics.scoring)
+    metrics["provenance"] = evaluation.provenance(image_count=1000, repeats=5, jpeg_quality=75, extra={...})
+    evaluation.faces, evaluation.data_sha256, evaluation.resources.calibration
 
-`draws` is any iterable of uint8 (N, H, W, 3) arrays, consumed one at a time so only one draw is in memory.
-`std` is the sample standard deviation over draws (ddof=1; 0.0 for a single draw): the spread a score moves by when the
-same model is sampled again. afd_real is the same detector's rate on real clean faces, and afd_rel = afd / afd_real
-(null when the detector finds no real face). Precision, recall, density and coverage (pipeline.metrics.prdc) use the
-same features as FID against the reference's cached subset; `copied` is the share of each draw's images closer to a
-training face than the copy threshold (pipeline.metrics.copies), and `copies` lists the first
-draw's (the submission's) flagged images and the `worst` closest ones.
+Loaded in this order: the clean faces and their hash; the Inception (pipeline.metrics.fid_reference.backbone_for);
+the FID reference, refused when made from other data or another Inception, or without the precision/recall
+subset eval.prdc asks for; the detector (eval.afd.detector) and where afd_real comes from (the detector stage's
+cached rate for the `anime` detector, else eval.afd.real_count real faces, only faces the detector never trained
+on); the copy check (the copy_index stage's index and calibration, computed here and not kept when absent or
+stale) and its threshold (eval.copies.threshold when set, else the calibration's).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import dataclasses
 import logging
-import re
-from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+import torch
 
-from pipeline.core.device import describe
-from pipeline.data.clean import Dropped, decode_rgb
-from pipeline.metrics.afd import Detector, detection_rate
-from pipeline.metrics.copies import CopyCheck, DrawCopies
-from pipeline.metrics.fid import fid_of_features
-from pipeline.metrics.fid_reference import Reference
-from pipeline.metrics.inception import Backbone, extract_features
-from pipeline.metrics.kid import KidReference
-from pipeline.metrics.prdc import PrdcReference
+from pipeline.core.config import Params
+from pipeline.core.errors import UserError
+from pipeline.core.hashing import array_sha256
+from pipeline.data.clean import clean_faces_file, load_clean_faces
+from pipeline.metrics.afd import Detector, get_detector
+from pipeline.metrics.copies import Calibration, CopyCheck
+from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
+from pipeline.metrics.copy_index import CopyIndex
+from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
+from pipeline.metrics.fid_reference import Reference, backbone_for, check_reference, load_reference
+from pipeline.metrics.inception import Backbone
+from pipeline.metrics.provenance import metric_provenance, provenance
+from pipeline.metrics.resources import RealFaces, Resources
+from pipeline.metrics.scoring import score_draws
 
 log = logging.getLogger(__name__)
 
-PRDC_KEYS = ("precision", "recall", "density", "coverage")
-PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pillow", "facenet-pytorch", "pytorch-fid")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+@dataclass
+class Evaluation:
+    data_sha256: str  # the clean faces' hash, as the FID reference and the copy index record it
+    faces: np.ndarray  # the clean (training) faces, a memmap
+    resources: Resources  # what the metrics score with
+
+    def score(self, draws: Iterable[np.ndarray]) -> dict[str, Any]:
+        return score_draws(draws, self.resources)
+
+    def provenance(
+        self, image_count: int, repeats: int, jpeg_quality: int | None, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        res = self.resources
+        return provenance(
+            self.data_sha256, res.backbone, res.detector, image_count, repeats, res.reference, jpeg_quality,
+            extra={**metric_provenance(res), **extra},
+        )  # fmt: skip
 
 
-def summary(values: list[float]) -> dict[str, Any]:
-    arr = np.asarray(values, np.float64)
-    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-    return {"mean": float(arr.mean()), "std": std, "draws": [float(v) for v in arr]}
+def load_evaluation(params: Params, device: torch.device | None = None) -> Evaluation:
+    faces = load_clean_faces(params.paths.clean)
+    data_sha256 = array_sha256(clean_faces_file(params.paths.clean))
+    backbone = backbone_for(params, device)
+    reference = checked_reference(params, data_sha256, backbone)
+    detector = get_detector(params.eval.afd.detector, params)
+    real = real_faces(params, detector, faces)
+    copies, calibration = copy_check(params, faces, data_sha256, reference)
+    resources = Resources(params.eval, backbone, reference, detector, copies, calibration, real)
+    return Evaluation(data_sha256, faces, resources)
 
 
-def score_draws(
-    draws: Iterable[np.ndarray],
-    backbone: Backbone,
-    reference: Reference,
-    detector: Detector,
-    real_images: np.ndarray,
-    batch_size: int,
-    kid_subsets: int,
-    kid_subset_size: int,
-    kid_seed: int,
-    prdc: PrdcReference | None = None,
-    copies: CopyCheck | None = None,
-    copy_threshold: float = 0.0,
-    copy_near: float = 0.0,
-    worst: int = 0,
-    afd_real: float | None = None,
-) -> dict[str, Any]:
-    """`afd_real`: the detector's rate on the real faces when already known (the detector stage's cache): then
-    `real_images` are not scored again."""
-    kid_reference = KidReference(reference.kid_features, kid_subsets, kid_subset_size, kid_seed)
-    fids, kids, kid_spread, afds = [], [], [], []
-    prdcs: dict[str, list[float]] = {key: [] for key in PRDC_KEYS}
-    copied: list[float] = []
-    first_copies: DrawCopies | None = None
-    for d, images in enumerate(draws):
-        feats = extract_features(backbone, images, batch_size)
-        fids.append(fid_of_features(feats, reference.mean, reference.cov))
-        kid_mean, kid_std = kid_reference.score(feats)
-        kids.append(kid_mean)
-        kid_spread.append(kid_std)
-        afds.append(detection_rate(detector, images))
-        log.info("draw %d: %d images, FID %.4f, KID %.6f, AFD %.4f", d, len(images), fids[-1], kids[-1], afds[-1])
-        if prdc is not None and len(images) > prdc.k:
-            for key, value in prdc.score(feats).items():
-                prdcs[key].append(value)
-            log.info("draw %d: %s", d, ", ".join(f"{k} {v[-1]:.4f}" for k, v in prdcs.items()))
-        if copies is not None:
-            found = copies.check(images, feats, copy_threshold, copy_near)
-            copied.append(found.fraction)
-            if first_copies is None:
-                first_copies = found
-            log.info("draw %d: %d of %d images copy a training face", d, len(found.flagged), len(images))
-    if not fids:
-        raise ValueError("no draws to score")
-    if prdc is not None and not prdcs["precision"]:
-        log.warning("precision/recall skipped: a draw needs more than k=%d images", prdc.k)
-    if afd_real is None:
-        afd_real = detection_rate(detector, real_images) if len(real_images) else None
-    afd = summary(afds)
-    if afd_real == 0:
-        log.warning("the detector found no face in %d real images: afd_rel is undefined", len(real_images))
-    out = {
-        "fid": summary(fids),
-        "kid": {**summary(kids), "subset_std": [float(s) for s in kid_spread]},
-        "afd": afd,
-        "afd_real": afd_real,
-        "afd_rel": afd["mean"] / afd_real if afd_real else None,
-    }
-    out.update({key: summary(values) for key, values in prdcs.items() if values})
-    if first_copies is not None:
-        out["copied"] = summary(copied)
-        out["copies"] = {
-            "threshold": copy_threshold,
-            "near": first_copies.near,
-            "flagged": [int(i) for i in first_copies.flagged],
-            "worst": first_copies.worst(worst),
-        }
-    return out
+def checked_reference(params: Params, data_sha256: str, backbone: Backbone) -> Reference:
+    folder = Path(params.paths.fid_reference)
+    reference = load_reference(folder)
+    check_reference(reference, data_sha256, backbone, folder)
+    check_prdc_subset(reference, params, folder)
+    return reference
 
 
-def provenance(
-    dataset_sha256: str,
-    backbone: Backbone,
-    detector: Detector,
-    image_count: int,
-    repeats: int,
-    reference: Reference,
-    jpeg_quality: int | None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    out = {
-        "dataset_sha256": dataset_sha256,
-        "fid_backbone": backbone.name,
-        "weights_sha256": backbone.weights_sha256,
-        "detector": detector.describe(),
-        "image_count": image_count,
-        "repeats": repeats,
-        "reference_count": reference.meta.get("count"),
-        "kid_reference_pool": reference.meta.get("kid_pool"),
-        "jpeg_quality": jpeg_quality,
-        "packages": package_versions(),
-        "device": describe(backbone.device),
-        "inception": backbone.path(),
-        "detector_speed": detector_speed(detector),
-    }
-    if backbone.calibration_seed is not None:
-        out["calibration_seed"] = backbone.calibration_seed
-    return {**out, **(extra or {})}
+def check_prdc_subset(reference: Reference, params: Params, folder: Path) -> None:
+    """The cached precision/recall subset must be the one eval.prdc asks for (fid_reference computes it)."""
+    prdc = params.eval.prdc
+    count = reference.meta.get("count", 0)
+    want = count if prdc.reference_count == 0 else min(prdc.reference_count, count)
+    got = (reference.meta.get("prdc_count"), reference.meta.get("prdc_seed"))
+    if got != (want, prdc.seed):
+        raise UserError(
+            f"FID reference in {folder}/ holds no precision/recall subset of {want} faces with seed {prdc.seed} "
+            "(eval.prdc changed or an older reference): rerun `animegan fid-reference`"
+        )
+    if want <= prdc.k:
+        raise UserError(f"eval.prdc.reference_count: {want} reference faces, but k-NN needs more than k={prdc.k}")
 
 
-def detector_speed(detector: Detector) -> dict[str, bool]:
-    """Which eval speed options the detector's forward passes ran with (a detector without `speed`: none)."""
-    speed = getattr(detector, "speed", None)
-    return {name: bool(speed is not None and getattr(speed, name)) for name in ("bf16", "compile", "channels_last")}
+def real_faces(params: Params, detector: Detector, faces: np.ndarray) -> RealFaces:
+    """afd_real's source: the `anime` detector stage's cached rate when it applies, else real clean faces (for a
+    trained detector, only those it never saw: its rate on its training faces flatters it)."""
+    unseen = getattr(detector, "unseen_faces", None)
+    origin = "all" if unseen is None else "detector holdout"
+    count = params.eval.afd.real_count
+    if params.eval.afd.detector == "anime":
+        cached = cached_afd_real(Path(params.paths.detector), detector, faces, count)
+        if cached:
+            return RealFaces(rate=cached["afd_real"], count=cached["real_count"], origin=origin)
+    return RealFaces(images=real_subset(faces, count, among=unseen), origin=origin)
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "missing"
-    return out
+def copy_check(
+    params: Params, faces: np.ndarray, data_sha256: str, reference: Reference
+) -> tuple[CopyCheck, Calibration]:
+    index, pixel_calibration = copy_cache(params, faces, data_sha256)
+    copies = CopyCheck(faces, reference.prdc_features, reference.prdc_indices, index=index)
+    c = params.eval.copies
+    if c.threshold > 0:
+        return copies, Calibration(threshold=c.threshold, method="fixed")
+    feature_quantile = copies.feature_quantile(pixel_calibration.quantile or c.quantile)
+    return copies, dataclasses.replace(pixel_calibration, feature_quantile=feature_quantile)
 
 
-def read_image_folder(folder: Path, max_pixels: int) -> tuple[np.ndarray, list[str]]:
-    """Every image file in `folder` (numeric-aware name order) as uint8 (N, H, W, 3), and the names that failed.
-
-    Files are decoded as the clean stage decodes them (pipeline.data.clean.decode_rgb): one larger than max_pixels
-    (data.max_pixels) is refused from its header and listed as bad, like an unreadable one. Images whose size
-    differs from the most common size among them are resized to it (bicubic), so a folder of mixed sizes is
-    still scored, and one large image never makes every other one large too."""
-    files = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
-    decoded: list[Image.Image] = []
-    bad: list[str] = []
-    for path in files:
-        try:
-            rgb, _, _ = decode_rgb(path, max_pixels)
-        except (Dropped, OSError) as e:
-            log.debug("%s: %s", path, e)
-            bad.append(path.name)
-            continue
-        decoded.append(rgb)
-    if not decoded:
-        return np.zeros((0, 1, 1, 3), np.uint8), bad
-    size = Counter(im.size for im in decoded).most_common(1)[0][0]
-    resized = sum(im.size != size for im in decoded)
-    if resized:
-        log.warning("%d images resized to %dx%d (the most common size)", resized, *size)
-    same_size = [im if im.size == size else im.resize(size, Image.Resampling.BICUBIC) for im in decoded]
-    images = np.stack([np.asarray(im) for im in same_size])
-    return images, bad
-
-
-def _natural_key(path: Path) -> tuple[Any, ...]:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name))
+def copy_cache(params: Params, faces: np.ndarray, data_sha256: str) -> tuple[CopyIndex, Calibration]:
+    """The copy_index stage's index and calibration; computed here (and not kept) when absent or stale."""
+    settings = CopySettings.from_params(params)
+    cached = load_copy_cache(Path(params.paths.copy_index), faces, data_sha256, settings)
+    if cached is not None:
+        return cached
+    log.warning(
+        "no current copy index in %s: computing it for this run (`animegan copy-index` caches it)",
+        params.paths.copy_index,
+    )
+    if params.eval.copies.threshold > 0:  # a fixed threshold needs no calibration
+        return CopyIndex.build(faces, seed=settings.seed), Calibration(threshold=0.0, method="unused")
+    return compute_copy_cache(faces, settings)

@@ -1,7 +1,8 @@
 """The FID reference: Inception statistics of the clean faces, computed once and stored with what they depend on.
 
 Usage:
-    from pipeline.metrics.fid_reference import compute_reference, save_reference, load_reference
+    from pipeline.metrics.fid_reference import backbone_for, compute_reference, save_reference, load_reference
+    backbone = backbone_for(params)     # the Inception of eval.fid on the `device` param's device, eval's speed options
     from pipeline.core.hashing import array_sha256
     ref = compute_reference(backbone, faces, count=0, batch_size=50, kid_pool=10000, kid_seed=0,
                             prdc_count=1000, prdc_seed=0)
@@ -31,12 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pipeline.core.atomic import staged_outputs
+from pipeline.core.config import Params
+from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError
 from pipeline.core.progress import progress
+from pipeline.core.speed import resolve_speed
 from pipeline.metrics.fid import FeatureStats
-from pipeline.metrics.inception import FEATURE_DIM, Backbone, extract_features
+from pipeline.metrics.inception import FEATURE_DIM, Backbone, extract_features, load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,17 @@ class Reference:
     meta: dict[str, Any] = field(default_factory=dict)
     prdc_features: np.ndarray = field(default_factory=lambda: np.zeros((0, FEATURE_DIM), np.float32))
     prdc_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def backbone_for(params: Params, device: torch.device | None = None) -> Backbone:
+    """The Inception the reference is made and checked with: eval.fid's weights on `device` (default: the `device`
+    param's), under eval's speed options there. The fid_reference stage and evaluate both load it here."""
+    fid = params.eval.fid
+    device = device or resolve_device(params.device)
+    speed = resolve_speed(params.eval, device)
+    return load_backbone(
+        fid.weights, fid.sha256, Path(fid.cache_dir), fid.calibration_seed, params.data.timeout_s, device, speed=speed
+    )
 
 
 def backbone_meta(backbone: Backbone) -> dict[str, Any]:

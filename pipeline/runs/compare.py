@@ -1,5 +1,5 @@
-"""Compare runs' metrics (FID, KID, AFD, precision/recall/density/coverage, copied share): is each difference
-larger than draw-to-draw noise?
+"""Compare runs' metrics (every registered metric: FID, KID, AFD, precision/recall/density/coverage, copied share,
+see pipeline.metrics.scores): is each difference larger than draw-to-draw noise?
 
 Usage:
     from pipeline.runs.compare import compare_runs, format_comparison
@@ -31,29 +31,21 @@ from warnings import catch_warnings, simplefilter
 from scipy import stats
 
 from pipeline.core.errors import UserError
+from pipeline.metrics.registry import Metric
+from pipeline.metrics.scores import all_metrics
 from pipeline.runs.revisions import Run, open_run
 
-# (key in eval.json, display name, True when lower is better); runs evaluated before a metric existed show n/a
-METRICS: tuple[tuple[str, str, bool], ...] = (
-    ("fid", "FID", True), ("kid", "KID", True), ("afd", "AFD", False),
-    ("precision", "Precision", False), ("recall", "Recall", False), ("density", "Density", False),
-    ("coverage", "Coverage", False), ("copied", "Copied", True),
-)  # fmt: skip
-
-# Provenance fields that make two runs' numbers incomparable when they differ. Package versions and the
-# device change numbers only in the last digits, so they are shown by the report but not warned about.
+# Provenance fields that make two runs' numbers incomparable when they differ, whatever the metric; each metric
+# adds its own (pipeline.metrics.registry.Metric.comparable: the detector, precision's k, ...). Package versions
+# and the device change numbers only in the last digits, so they are shown by the report but not warned about.
 COMPARABILITY_KEYS = (
     "dataset_sha256",
     "fid_backbone",
     "weights_sha256",
-    "detector",
     "image_count",
     "reference_count",
     "repeats",
     "jpeg_quality",
-    "prdc_k",
-    "prdc_reference_count",
-    "copy_calibration",
 )
 
 TEST_NAME = "Welch's two-sided t-test (unequal variances) on the per-draw values"
@@ -113,7 +105,16 @@ def load_run_metrics(run: Run, eval_path: str) -> RunMetrics:
         raise UserError(f"{run.label}: no {eval_path} (run `dvc repro` or `animegan evaluate` there first)")
     if not isinstance(data, dict):
         raise UserError(f"{run.label}: {eval_path} is not a JSON object")
-    return RunMetrics(run.label, data, {key: Spread.from_eval(data.get(key)) for key, _, _ in METRICS})
+    return RunMetrics(run.label, data, spreads_of(data))
+
+
+def spreads_of(data: dict[str, Any]) -> dict[str, Spread | None]:
+    """Each registered metric's spread in an eval.json; runs evaluated before a metric existed have None."""
+    return {m.name: Spread.from_eval(data.get(m.name)) for m in all_metrics()}
+
+
+def comparability_keys() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*COMPARABILITY_KEYS, *(key for m in all_metrics() for key in m.comparable)]))
 
 
 def compare_runs(root: str | Path, revs: list[str | None], eval_path: str, alpha: float) -> Comparison:
@@ -143,7 +144,7 @@ def compare_runs(root: str | Path, revs: list[str | None], eval_path: str, alpha
 def pool_group(members: list[RunMetrics]) -> tuple[RunMetrics, list[str]]:
     """One RunMetrics for runs of one setup (other seeds): per metric, the spread of the runs' means."""
     spreads: dict[str, Spread | None] = {}
-    for key, _, _ in METRICS:
+    for key in (m.name for m in all_metrics()):
         found = [m.spreads.get(key) for m in members]
         means = tuple(s.mean for s in found if s is not None)
         if len(means) < len(members):
@@ -162,16 +163,16 @@ def compare_metrics(runs: list[RunMetrics], alpha: float) -> Comparison:
     for a, b in itertools.combinations(runs, 2):
         differs = provenance_warnings(a, b)
         warnings += differs
-        for key, name, lower_better in METRICS:
-            if a.spreads.get(key) is None and b.spreads.get(key) is None:
+        for metric in all_metrics():
+            if a.spreads.get(metric.name) is None and b.spreads.get(metric.name) is None:
                 continue  # neither run has it (evaluated before the metric existed): no row to read past
-            test = welch_test(a, b, key, name, lower_better, alpha)
+            test = welch_test(a, b, metric, alpha)
             tests.append(dataclasses.replace(test, comparable=not differs))
     return Comparison(runs, tests, alpha, warnings)
 
 
-def welch_test(a: RunMetrics, b: RunMetrics, key: str, name: str, lower_better: bool, alpha: float) -> PairTest:
-    sa, sb = a.spreads.get(key), b.spreads.get(key)
+def welch_test(a: RunMetrics, b: RunMetrics, metric: Metric, alpha: float) -> PairTest:
+    sa, sb, name = a.spreads.get(metric.name), b.spreads.get(metric.name), metric.label
     if sa is None or sb is None:
         return PairTest(a.label, b.label, name, None, None, "missing in one run", False)
     diff = sb.mean - sa.mean
@@ -190,14 +191,14 @@ def welch_test(a: RunMetrics, b: RunMetrics, key: str, name: str, lower_better: 
     if p >= alpha:
         noise = "seed-to-seed noise" if a.runs > 1 else "draw noise"
         return PairTest(a.label, b.label, name, diff, p, f"within {noise}", False)
-    better = b.label if (diff < 0) == lower_better else a.label
+    better = b.label if (diff < 0) == metric.lower_is_better else a.label
     return PairTest(a.label, b.label, name, diff, p, f"{better} better", True)
 
 
 def provenance_warnings(a: RunMetrics, b: RunMetrics) -> list[str]:
     out = []
     pa, pb = a.provenance, b.provenance
-    for key in COMPARABILITY_KEYS:
+    for key in comparability_keys():
         va, vb = pa.get(key), pb.get(key)
         if va != vb:
             out.append(
@@ -207,12 +208,23 @@ def provenance_warnings(a: RunMetrics, b: RunMetrics) -> list[str]:
     return out
 
 
-SUMMARY_HEADERS = ["run", *(name for _, name, _ in METRICS), "draws"]
 TEST_HEADERS = ["A", "B", "metric", "B − A", "p", "verdict"]
-NOTE = (
-    "mean ± std over the repeated draws; lower FID, KID and Copied (share of samples that copy a training face), "
-    "higher AFD, precision, recall, density and coverage are better (density is about 1 when samples match the data)."
-)
+
+
+def summary_headers() -> list[str]:
+    return ["run", *(m.label for m in all_metrics()), "draws"]
+
+
+def reading_note() -> str:
+    """How to read the summary: which direction is better for each metric, with each metric's own note."""
+
+    def words(metrics: list[Metric]) -> str:
+        named = [m.label + (f" ({m.note})" if m.note else "") for m in metrics]
+        return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+    sides = [(side, [m for m in all_metrics() if m.better == side]) for side in ("lower", "higher")]
+    better = ", ".join(f"{side} {words(metrics)}" for side, metrics in sides if metrics)
+    return f"mean ± std over the repeated draws; {better} are better."
 
 
 def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]]]:
@@ -221,7 +233,7 @@ def comparison_rows(result: Comparison) -> tuple[list[list[str]], list[list[str]
     for run in result.runs:
         draws = max((len(s.draws) for s in run.spreads.values() if s is not None), default=0)
         count = f"{run.runs} runs" if run.runs > 1 else str(draws)
-        summary.append([run.label, *(format_spread(run.spreads[key]) for key, _, _ in METRICS), count])
+        summary.append([run.label, *(format_spread(run.spreads.get(m.name)) for m in all_metrics()), count])
     tests = []
     for t in result.tests:
         verdict = f"**{t.verdict}**" if t.significant else t.verdict
@@ -246,8 +258,8 @@ def format_comparison(result: Comparison) -> str:
     """Markdown tables (they read as plain text in a terminal too)."""
     summary, tests = comparison_rows(result)
     grouped = any(r.runs > 1 for r in result.runs)
-    note = NOTE + (" A seed group's mean ± std is over its runs' means." if grouped else "")
-    lines = [markdown_table(SUMMARY_HEADERS, summary), "", note]
+    note = reading_note() + (" A seed group's mean ± std is over its runs' means." if grouped else "")
+    lines = [markdown_table(summary_headers(), summary), "", note]
     if tests:
         lines += ["", significance_note(result), "", markdown_table(TEST_HEADERS, tests)]
     return "\n".join(lines) + "\n"

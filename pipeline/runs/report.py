@@ -32,10 +32,9 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.core.atomic import atomic_write_text
 from pipeline.core.errors import UserError
+from pipeline.core.outputs import COPIES_PICTURE_FILE, DATA_METRICS_FILE, EVAL_METRICS_FILE, TRAIN_METRICS_FILE
+from pipeline.metrics.scores import all_metrics
 from pipeline.runs.compare import (
-    METRICS,
-    NOTE,
-    SUMMARY_HEADERS,
     TEST_HEADERS,
     Comparison,
     RunMetrics,
@@ -43,7 +42,10 @@ from pipeline.runs.compare import (
     compare_metrics,
     comparison_rows,
     markdown_table,
+    reading_note,
     significance_note,
+    spreads_of,
+    summary_headers,
 )
 from pipeline.runs.revisions import Run, open_run
 from pipeline.runs.svg import line_chart, strip_chart
@@ -56,7 +58,6 @@ MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MIN_DISPLAY_PX = 256
 ALPHA = 0.05
 SPARKS = "▁▂▃▄▅▆▇█"
-COPIES_PICTURE = "copies.png"  # evaluate's pairs of (sample, nearest training face)
 BOOKKEEPING_CURVES = {"epoch", "step"}  # logged by DVCLive beside the curves; a straight line says nothing
 
 
@@ -97,7 +98,7 @@ def build_report(root: str | Path, revs: list[str | None], metrics_dir: str, plo
         if not (run.eval or run.train or run.data or run.curves or run.pictures):
             raise UserError(f"{run.label}: nothing to report: no metrics in {metrics_dir}/ and no plots in "
                             f"{plots_dir}/ (run `dvc repro` there first)")  # fmt: skip
-    evaluated = [RunMetrics(r.label, r.eval, {k: r.spread(k) for k, _, _ in METRICS}) for r in runs if r.eval]
+    evaluated = [RunMetrics(r.label, r.eval, spreads_of(r.eval)) for r in runs if r.eval]
     comparison = compare_metrics(evaluated, ALPHA) if len(evaluated) >= 2 else None
     return Report(runs, comparison, render_html(runs, comparison), render_markdown(runs, comparison))
 
@@ -123,9 +124,9 @@ def collect_run(run: Run, metrics_dir: str, plots_dir: str) -> RunReport:
     report = RunReport(
         label=run.label,
         commit=run.commit,
-        eval=_object(run.read_json(f"{metrics_dir}/eval.json")),
-        train=_object(run.read_json(f"{metrics_dir}/train.json")),
-        data=_object(run.read_json(f"{metrics_dir}/data.json")),
+        eval=_object(run.read_json(f"{metrics_dir}/{EVAL_METRICS_FILE}")),
+        train=_object(run.read_json(f"{metrics_dir}/{TRAIN_METRICS_FILE}")),
+        data=_object(run.read_json(f"{metrics_dir}/{DATA_METRICS_FILE}")),
     )
     for path in files:
         if path.endswith(".tsv") and PurePosixPath(path).stem not in BOOKKEEPING_CURVES:
@@ -133,7 +134,7 @@ def collect_run(run: Run, metrics_dir: str, plots_dir: str) -> RunReport:
             points = read_tsv_curve(run.read_bytes(path) or b"")
             if points:
                 report.curves[name] = points
-    copies = [p for p in files if PurePosixPath(p).name == COPIES_PICTURE]
+    copies = [p for p in files if PurePosixPath(p).name == COPIES_PICTURE_FILE]  # evaluate's pairs
     if copies and copy_rows(report):  # with no pairs listed, evaluate's picture only says so: the summary does too
         report.copies_picture = read_picture(run, copies[0])
     images = [p for p in files if PurePosixPath(p).suffix.lower() in IMAGE_TYPES and p not in copies]
@@ -208,18 +209,17 @@ def read_picture(run: Run, path: str) -> Picture | None:
 
 def metric_rows(run: RunReport) -> list[list[str]]:
     rows = []
-    for key, name, lower_better in METRICS:
-        s = run.spread(key)
+    for metric in all_metrics():
+        s = run.spread(metric.name)
         if s is None:
             continue
         draws = ", ".join(f"{d:.4g}" for d in s.draws)
-        rows.append(
-            [name, f"{s.mean:.4g} ± {s.std:.2g}", str(len(s.draws)), draws, "lower" if lower_better else "higher"]
-        )
+        rows.append([metric.label, f"{s.mean:.4g} ± {s.std:.2g}", str(len(s.draws)), draws, metric.better])
     ev = run.eval or {}
-    for key, name in (("afd_real", "AFD of real faces"), ("afd_rel", "AFD / AFD of real faces")):
-        if isinstance(ev.get(key), int | float):
-            rows.append([name, f"{ev[key]:.4g}", "", "", "higher"])
+    for metric in all_metrics():  # the numbers each metric puts beside its entry (afd_real, afd_rel)
+        for key, label in metric.extras:
+            if isinstance(ev.get(key), int | float):
+                rows.append([label, f"{ev[key]:.4g}", "", "", metric.better])
     return rows
 
 
@@ -292,7 +292,8 @@ def render_html(runs: list[RunReport], comparison: Comparison | None) -> str:
     ]
     if comparison is not None:
         summary, tests = comparison_rows(comparison)
-        out += ["<h2>Comparison</h2>", _html_table(SUMMARY_HEADERS, summary), f'<p class="note">{escape(NOTE)}</p>']
+        out += ["<h2>Comparison</h2>", _html_table(summary_headers(), summary)]
+        out.append(f'<p class="note">{escape(reading_note())}</p>')
         out.append(f'<p class="note">{escape(significance_note(comparison))}</p>')
         out.append(_html_table(TEST_HEADERS, [[c.replace("**", "") for c in row] for row in tests]))
         out += [f'<p class="note">warning: {escape(w)}</p>' for w in comparison.warnings]
@@ -307,16 +308,16 @@ def render_html(runs: list[RunReport], comparison: Comparison | None) -> str:
 
 def _spread_charts(runs: list[RunReport]) -> list[str]:
     charts = []
-    for key, name, lower_better in METRICS:
-        rows = [(r.label, list(s.draws) or [s.mean]) for r in runs if (s := r.spread(key)) is not None]
+    for metric in all_metrics():
+        rows = [(r.label, list(s.draws) or [s.mean]) for r in runs if (s := r.spread(metric.name)) is not None]
         if not rows:
             continue
         reference = None
-        if key == "afd":
-            real = [r.eval["afd_real"] for r in runs if isinstance((r.eval or {}).get("afd_real"), int | float)]
+        if metric.real_value:  # the same measure on real faces, as a line
+            key = metric.real_value
+            real = [r.eval[key] for r in runs if isinstance((r.eval or {}).get(key), int | float)]
             reference = ("real faces", float(real[0])) if real else None
-        better = "lower" if lower_better else "higher"
-        charts.append(strip_chart(f"{name} per draw ({better} is better)", rows, reference))
+        charts.append(strip_chart(f"{metric.label} per draw ({metric.better} is better)", rows, reference))
     return charts
 
 
@@ -372,7 +373,7 @@ def render_markdown(runs: list[RunReport], comparison: Comparison | None) -> str
     out = ["# Anime-face GAN report", "", f"Runs: {_md(', '.join(_run_title(r) for r in runs))}.", ""]
     if comparison is not None:
         summary, tests = comparison_rows(comparison)
-        out += ["## Comparison", "", _md_table(SUMMARY_HEADERS, summary), "", NOTE, ""]
+        out += ["## Comparison", "", _md_table(summary_headers(), summary), "", reading_note(), ""]
         out += [_md(significance_note(comparison)), "", _md_table(TEST_HEADERS, tests), ""]
         out += [f"> warning: {_md(w)}" for w in comparison.warnings]
         out += [""] if comparison.warnings else []

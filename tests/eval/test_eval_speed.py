@@ -27,9 +27,9 @@ from pipeline.core.speed import SpeedSettings
 from pipeline.data.cartoon import cartoon_faces
 from pipeline.metrics.afd import MtcnnDetector, SpedUpNet, get_detector
 from pipeline.metrics.detector.model import AnimeDetector, FaceClassifier
-from pipeline.metrics.evaluation import detector_speed
 from pipeline.metrics.fid_reference import Reference, backbone_meta, check_reference, is_current
 from pipeline.metrics.inception import extract_features, load_backbone
+from pipeline.metrics.provenance import detector_speed
 
 OPTIONS = ("bf16", "compile", "channels_last")
 MTCNN_ARGS = ([0.6, 0.7, 0.7], 2, 0.9, 20)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.core.errors import UserError
 from pipeline.data.cartoon import cartoon_faces
-from pipeline.metrics.evaluation import read_image_folder
+from pipeline.metrics.image_folder import read_image_folder
 from pipeline.train.generator_file import generator_config, save_generator
 from stages import evaluate, fid_reference, sample
 from stages.cli import app
@@ -129,8 +129,8 @@ def test_reference_chunks_and_kid_pool_match_a_direct_computation(
 ) -> None:
     import pipeline.metrics.fid_reference as fr
     from pipeline.metrics.fid import FeatureStats
+    from pipeline.metrics.fid_reference import backbone_for
     from pipeline.metrics.inception import extract_features
-    from stages.fid_reference import backbone_for
 
     root, overrides = project
     backbone = backbone_for(project_params(overrides))

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.core.errors import UserError
+from pipeline.metrics.scores import all_metrics, get_metric
 from pipeline.runs.compare import (
-    METRICS,
     RunMetrics,
     Spread,
     compare_metrics,
@@ -82,25 +82,25 @@ def test_dvc_exp_show_and_metrics_diff_see_the_experiments(exp_repo: Path, shell
 
 def _run(label: str, **draws: list[float]) -> RunMetrics:
     spreads = {k: Spread(sum(v) / len(v), 0.0, tuple(v)) for k, v in draws.items()}
-    return RunMetrics(label, {}, {k: spreads.get(k) for k, _, _ in METRICS})
+    return RunMetrics(label, {}, {m.name: spreads.get(m.name) for m in all_metrics()})
 
 
 def test_tests_that_cannot_run_say_why() -> None:
     one = _run("a", fid=[10.0])
     two = _run("b", fid=[10.0, 11.0])
-    assert welch_test(one, two, "fid", "FID", True, 0.05).verdict == "needs at least 2 draws per run"
+    assert welch_test(one, two, get_metric("fid"), 0.05).verdict == "needs at least 2 draws per run"
     flat_a, flat_b = _run("a", fid=[10.0, 10.0]), _run("b", fid=[12.0, 12.0])
-    t = welch_test(flat_a, flat_b, "fid", "FID", True, 0.05)
+    t = welch_test(flat_a, flat_b, get_metric("fid"), 0.05)
     assert t.p is None and t.verdict == "no draw-to-draw spread in either run" and t.diff == 2.0
-    assert welch_test(flat_a, flat_b, "kid", "KID", True, 0.05).verdict == "missing in one run"
+    assert welch_test(flat_a, flat_b, get_metric("kid"), 0.05).verdict == "missing in one run"
     assert compare_metrics([flat_a, flat_b], 0.05).warnings == []
 
 
 def test_higher_afd_is_better_lower_fid_is_better() -> None:
     a = _run("a", fid=[50.0, 51.0, 49.0], afd=[0.30, 0.31, 0.29])
     b = _run("b", fid=[60.0, 61.0, 59.0], afd=[0.50, 0.51, 0.49])
-    assert welch_test(a, b, "fid", "FID", True, 0.05).verdict == "a better"
-    assert welch_test(a, b, "afd", "AFD", False, 0.05).verdict == "b better"
+    assert welch_test(a, b, get_metric("fid"), 0.05).verdict == "a better"
+    assert welch_test(a, b, get_metric("afd"), 0.05).verdict == "b better"
 
 
 def test_precision_recall_density_coverage_and_copied_are_tested_each_in_its_direction() -> None:
@@ -126,14 +126,14 @@ def test_seed_groups_test_the_per_run_means_so_retraining_noise_counts() -> None
     # tight draws, but each retraining lands somewhere else: one pair of runs looks significant, the groups do not
     a_runs = [_run(f"a-seed{i}", fid=[m - 0.5, m, m + 0.5]) for i, m in enumerate((50.0, 60.0, 40.0))]
     b_runs = [_run(f"b-seed{i}", fid=[m - 0.5, m, m + 0.5]) for i, m in enumerate((55.0, 45.0, 65.0))]
-    assert welch_test(a_runs[0], b_runs[0], "fid", "FID", True, 0.05).verdict == "a-seed0 better"
+    assert welch_test(a_runs[0], b_runs[0], get_metric("fid"), 0.05).verdict == "a-seed0 better"
     a, warnings = pool_group(a_runs)
     b, _ = pool_group(b_runs)
     assert warnings == [] and a.label == "a-seed0+a-seed1+a-seed2" and a.runs == 3
     assert a.spreads["fid"] == Spread(50.0, 10.0, (50.0, 60.0, 40.0)) and a.spreads["kid"] is None
-    t = welch_test(a, b, "fid", "FID", True, 0.05)
+    t = welch_test(a, b, get_metric("fid"), 0.05)
     assert t.verdict == "within seed-to-seed noise" and t.p == pytest.approx(0.6, abs=0.05) and t.diff == 5.0
-    assert welch_test(a, a_runs[0], "fid", "FID", True, 0.05).verdict == "a seed group is tested only against a group"
+    assert welch_test(a, a_runs[0], get_metric("fid"), 0.05).verdict == "a seed group is tested only against a group"
     text = format_comparison(compare_metrics([a, b], 0.05))
     assert "| a-seed0+a-seed1+a-seed2 | 50 ± 10 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | 3 runs |" in text
     assert "on the per-run means, so retraining noise is covered too" in text
