@@ -229,12 +229,15 @@ def experiment_exists(root: Path, exp_name: str) -> bool:
 
 def _state_line(root: Path, exp_name: str) -> str:
     """What the rerun does (finished / resuming / extending / new), from the checkpoint and `dvc status`."""
+    import logging
+
     from pipeline.core.config import load_params, to_dict
     from pipeline.runs.continuation import continuation_line
     from pipeline.runs.experiment import up_to_date
     from pipeline.train.checkpoint import load_checkpoint
     from stages.train import CHECKPOINT_FILE
 
+    logging.getLogger("dvc").propagate = False  # DVC in this process prints its own warnings: not twice
     params = load_params(root / "params.yaml")
     state = load_checkpoint(root / params.paths.models / CHECKPOINT_FILE)
     return continuation_line(exp_name, state, to_dict(params), up_to_date(root))
