@@ -162,7 +162,8 @@ def run_experiment(
         _check_workspace(root, items)
     if queue:
         if experiment_exists(root, exp_name):
-            raise UserError(f"experiment {exp_name} exists: `animegan exp {name}` (without --queue) continues it here")
+            again = f"animegan exp {name}" + ("" if seed is None else f" --seed {seed}")
+            raise UserError(f"experiment {exp_name} exists: `{again}` (without --queue) continues it here")
         return _run_dvc(cmd, dry_run)
     code = _continue(root, exp_name, items, dry_run)
     if push is None or code != 0:

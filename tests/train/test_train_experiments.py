@@ -230,3 +230,32 @@ def test_exp_outside_the_project_or_with_a_bad_setting_is_one_line_and_exit_2(tm
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: {tmp_path} is not the project's folder (no dvc.yaml and .dvc/ here): cd into the clone first"
     ]
+
+
+def test_queue_refuses_an_experiment_that_exists_in_one_line(tmp_path):
+    """--queue runs in DVC's temp folders, where nothing continues: an existing name is refused before DVC starts.
+    The experiment is a git ref where DVC keeps one (refs/exps/<HEAD>/<name>), made here with git itself."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    env = os.environ | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / ".dvc").mkdir()
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "commit.gpgsign=false", "commit", "-qm", "p"]):  # fmt: skip
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/wgan-seed2", head], cwd=tmp_path, check=True)
+    before = (tmp_path / "params.yaml").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "exp", "wgan", "--seed", "2", "--queue"], cwd=tmp_path,
+                          env=env | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: experiment wgan-seed2 exists: `animegan exp wgan --seed 2` (without --queue) continues it here"
+    ]
+    assert (tmp_path / "params.yaml").read_bytes() == before
