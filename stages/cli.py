@@ -241,7 +241,7 @@ def exp(
         bool, typer.Option("--queue", help="only queue it (dvc exp run --queue); run the queue with dvc queue start")
     ] = False,
 ) -> None:
-    """Run one of the preset experiments as `dvc exp run -n NAME -S ...` (see stages/experiments.py)."""
+    """Run or continue a preset experiment: its params, dvc repro, dvc exp save -n NAME (stages/experiments.py)."""
     from stages import experiments
 
     if list_ or not name:

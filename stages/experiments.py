@@ -1,20 +1,31 @@
-"""The course's experiments as named presets, each one `dvc exp run` (the whole pipeline, metrics comparable).
+"""The course's experiments as named presets, each a DVC experiment of the whole pipeline (metrics comparable).
 
 Usage:
-    animegan exp baseline            # runs: dvc exp run -n baseline -S train.loss=gan ... -S train.on_mismatch=restart
-    animegan exp wgan-gp --dry-run   # print the command only
+    animegan exp baseline            # sets the preset's params (-S train.loss=gan ... -S train.on_mismatch=restart),
+                                     # dvc repro, dvc exp save -n baseline -f
+    animegan exp baseline            # again: continues it (finished: results at once; cut off: resumes)
+    animegan exp baseline --set train.epochs=3   # extends it to 3 epochs
+    animegan exp wgan-gp --dry-run   # print the steps only
     animegan exp wgan-gp --seed 1    # experiment wgan-gp-seed1, trained with train.seed=1
     animegan exp --list              # every preset and what it is for
     animegan exp r3gan-tiny --set data.image_size=32
     animegan exp wgan-gp --push origin   # then: dvc exp push origin wgan-gp (git ref + cached outputs)
-    animegan exp wgan-gp --seed 1 --queue   # dvc exp run --queue ...; start workers with dvc queue start
+    animegan exp wgan-gp --seed 1 --queue   # dvc exp run -n ... --queue; start workers with dvc queue start
     dvc exp show --only-changed      # then compare: dvc metrics diff / dvc plots diff
 
 Every preset sets all the keys any preset changes, so the experiments can run in any order from the same
-workspace (DVC applies -S to the workspace's params.yaml, which keeps the previous experiment's values).
+workspace (-S changes the workspace's params.yaml, which keeps the previous experiment's values).
 on_mismatch=restart lets an experiment replace the previous one's checkpoint instead of refusing it; with equal
 params the checkpoint is resumed instead (epochs10 after baseline trains 9 more epochs, exactly as 10 would).
 Runs of one preset with several seeds compare as a group: `animegan compare a-seed1+a-seed2 b-seed1+b-seed2`.
+
+Running an experiment that exists continues it, and one line says how: "finished earlier, showing its results"
+(every stage up to date: nothing runs), "resuming from step N of M" (a run cut off: train resumes from its
+checkpoint, then sample and evaluate run), "extending from E to E' epochs" (more epochs asked). It is
+`dvc exp run -n NAME -S ...` done as set params + `dvc repro` + `dvc exp save -n NAME -f`, because `dvc exp run`
+refuses an existing name and first checks out the locked checkpoint over a newer one (pipeline/runs/experiment.py).
+When another experiment's outputs are in the workspace, `dvc exp apply NAME` brings NAME's back first. A setting
+params.yaml refuses, a folder that is not the project, or no git identity: one line and exit 2 before anything runs.
 
 `--push REMOTE` pushes a finished run with `dvc exp push REMOTE NAME`: its git ref (params, dvc.lock, metrics and
 curves) to the git remote, and its DVC-cached outputs (models, samples) to the default DVC remote. Without a
@@ -23,6 +34,7 @@ default DVC remote only the ref travels (`--no-cache`): compare works elsewhere,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's defaults); presets override some
@@ -98,9 +110,9 @@ def preset_settings(name: str) -> dict[str, Any]:
 def dvc_command(
     name: str, extra_sets: list[str] | tuple[str, ...] = (), seed: int | None = None, queue: bool = False
 ) -> list[str]:
-    """The `dvc exp run` argv for a preset; extra_sets (key=value) come last, so they win. A seed names the
-    experiment NAME-seedS and trains with train.seed=S (compare such runs as a group: a-seed1+a-seed2). queue:
-    only add it to DVC's queue (`dvc queue start` runs it)."""
+    """The `dvc exp run` argv for a preset (what --queue runs; `animegan exp` runs its steps, see above);
+    extra_sets (key=value) come last, so they win. A seed names the experiment NAME-seedS and trains with
+    train.seed=S (compare such runs as a group: a-seed1+a-seed2). queue: only add it to DVC's queue."""
     settings = preset_settings(name) | ({} if seed is None else {"train.seed": seed})
     cmd = ["dvc", "exp", "run", "-n", name if seed is None else f"{name}-seed{seed}"]
     for key, value in settings.items():
@@ -134,30 +146,103 @@ def run_experiment(
     push: str | None = None,
     queue: bool = False,
 ) -> int:
-    """Run (or with dry_run only print) the preset's dvc command, then with push the `dvc exp push` of the
-    finished run; the dvc beside this Python is preferred."""
+    """Run or continue the preset in this workspace (or with dry_run only print the steps), then with push the
+    `dvc exp push` of the finished run; the dvc beside this Python is preferred."""
     import sys
-    from pathlib import Path
 
     from pipeline.core.errors import UserError
-    from pipeline.runs.git_identity import missing_identity
 
     if name not in PRESETS:
         raise UserError(f"unknown experiment {name!r}; presets: {', '.join(PRESETS)}")
     if queue and push is not None:
         raise UserError("--push needs a finished run: after the queue, push with `dvc exp push REMOTE NAME ...`")
     cmd = dvc_command(name, extra_sets, seed, queue)
-    if not dry_run and (missing := missing_identity(Path.cwd())):
-        raise UserError(f"dvc exp run commits each experiment and git has no {' or '.join(missing)} here: set them "
-                        "with `git config --global user.name NAME` and `git config --global user.email EMAIL`")
-    code = _run_dvc(cmd, dry_run)
+    exp_name, items = cmd[4], cmd[6::2]
+    root = Path.cwd()
+    if not dry_run:
+        _check_workspace(root, items)
+    if queue:
+        if experiment_exists(root, exp_name):
+            again = f"animegan exp {name}" + ("" if seed is None else f" --seed {seed}")
+            raise UserError(f"experiment {exp_name} exists: `{again}` (without --queue) continues it here")
+        return _run_dvc(cmd, dry_run)
+    code = _continue(root, exp_name, items, dry_run)
     if push is None or code != 0:
         return code
     dvc_remote = _default_dvc_remote()
     if dvc_remote is None:
         print("note: no default DVC remote (`dvc remote add -d NAME URL`): pushing the run's git ref only; its "
               "models and samples stay here", file=sys.stderr, flush=True)  # fmt: skip
-    return _run_dvc(push_command(cmd[4], push, dvc_remote), dry_run)
+    return _run_dvc(push_command(exp_name, push, dvc_remote), dry_run)
+
+
+def _check_workspace(root: Path, items: list[str]) -> None:
+    """One line before anything runs: not a DVC project, no git identity, a setting params.yaml refuses."""
+    from pipeline.core.config import load_params
+    from pipeline.core.errors import UserError
+    from pipeline.runs.git_identity import missing_identity
+
+    if missing := missing_identity(root):
+        raise UserError(f"dvc exp run commits each experiment and git has no {' or '.join(missing)} here: set them "
+                        "with `git config --global user.name NAME` and `git config --global user.email EMAIL`")
+    if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
+        raise UserError(f"{root} is not the project's folder (no dvc.yaml and .dvc/ here): cd into the clone first")
+    load_params(root / "params.yaml", items)  # an unknown key or a bad value: one line, params.yaml untouched
+
+
+def _continue(root: Path, exp_name: str, items: list[str], dry_run: bool) -> int:
+    """The experiment's steps: get its outputs back if another experiment is here, set its params, say what
+    happens, `dvc repro`, save it under its name (see pipeline.runs.experiment)."""
+    import shlex
+    import sys
+
+    from pipeline.core.errors import UserError
+    from pipeline.runs.experiment import mark_workspace, set_params, workspace_experiment
+
+    if experiment_exists(root, exp_name) and workspace_experiment(root) != exp_name:
+        if _run_dvc(["dvc", "exp", "apply", exp_name], dry_run):  # another experiment's outputs are here
+            raise UserError(f"`dvc exp apply {exp_name}` failed: see its output above")
+    print(f"set params.yaml as dvc exp run -S does: {shlex.join(a for i in items for a in ('-S', i))}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    if dry_run:
+        _run_dvc(["dvc", "repro"], dry_run)
+        return _run_dvc(["dvc", "exp", "save", "-n", exp_name, "-f"], dry_run)
+    set_params(root, items)
+    mark_workspace(root, exp_name)
+    print(_state_line(root, exp_name), flush=True)
+    code = _run_dvc(["dvc", "repro"], dry_run)
+    if code:
+        print(f"error: `dvc repro` stopped (exit {code}): the stage's message above says why; `animegan exp` "
+              f"again continues {exp_name} from where it stopped", file=sys.stderr, flush=True)  # fmt: skip
+        return code
+    from pipeline.runs.experiment import uncached_outputs
+
+    keep = [arg for path in uncached_outputs(root) for arg in ("--include-untracked", path)]
+    if _run_dvc(["dvc", "exp", "save", "-n", exp_name, "-f", *keep], dry_run):
+        raise UserError(f"`dvc exp save -n {exp_name}` failed: see its output above; the results are in the workspace")
+    return 0
+
+
+def experiment_exists(root: Path, exp_name: str) -> bool:
+    from pipeline.runs.experiment import experiment_exists as exists
+
+    return exists(root, exp_name)
+
+
+def _state_line(root: Path, exp_name: str) -> str:
+    """What the rerun does (finished / resuming / extending / new), from the checkpoint and `dvc status`."""
+    import logging
+
+    from pipeline.core.config import load_params, to_dict
+    from pipeline.runs.continuation import continuation_line
+    from pipeline.runs.experiment import up_to_date
+    from pipeline.train.checkpoint import load_checkpoint
+    from stages.train import CHECKPOINT_FILE
+
+    logging.getLogger("dvc").propagate = False  # DVC in this process prints its own warnings: not twice
+    params = load_params(root / "params.yaml")
+    state = load_checkpoint(root / params.paths.models / CHECKPOINT_FILE)
+    return continuation_line(exp_name, state, to_dict(params), up_to_date(root))
 
 
 def dvc_executable() -> str:

@@ -14,8 +14,10 @@ Usage:
 
 `auto` is CUDA, else Apple's MPS, else the CPU. A named device that is not there is a UserError. So is a CUDA GPU
 this torch build has no kernels for (Kaggle's P100, sm_60, with a torch built for sm_75 and up): checked against
-`torch.cuda.get_arch_list()` before any work, instead of "no kernel image is available" mid-run. `animegan device`
-prints what the setting resolves to.
+`torch.cuda.get_arch_list()` before any work, instead of "no kernel image is available" mid-run. On Colab or
+Kaggle (pipeline.core.platform) `auto` with no GPU is a UserError too, saying how to switch the accelerator on:
+training there on the CPU takes hours per epoch, so only `device: cpu` runs it. `animegan device` prints what the
+setting resolves to.
 
 MPS runs float32 only: the speed options' `cuda` mode is off there (no bf16, compile or channels_last), float64
 sampling runs on the CPU (MPS has no float64), and BatchNorm inputs are made contiguous (torch has had wrong
@@ -24,23 +26,18 @@ BatchNorm gradients on MPS for non-contiguous inputs).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline.core.errors import UserError
+from pipeline.core.platform import ACCELERATOR, detect_platform
 
 SETTING = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _ARCH = re.compile(r"(sm|compute)_(\d+)([a-z]?)")
-# What to pick instead of a GPU the build cannot run, by notebook platform.
-INSTEAD = {
-    "kaggle": "on Kaggle pick Settings > Accelerator > GPU T4 x2",
-    "colab": "on Colab pick Runtime > Change runtime type > T4 GPU",
-}
+INSTEAD = ACCELERATOR  # what to pick instead of a GPU the build cannot run (or of no GPU), by notebook platform
 
 
 @dataclass(frozen=True)
@@ -71,16 +68,7 @@ def probe() -> Machine:
                             _bf16_supported(i)))  # fmt: skip
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     arch = tuple(torch.cuda.get_arch_list()) if gpus else ()
-    platform = detect_platform(os.environ, Path("/kaggle").is_dir())
-    return Machine(tuple(gpus), mps, arch, str(torch.__version__), platform)
-
-
-def detect_platform(environ: dict[str, str] | os._Environ, kaggle_dir: bool) -> str | None:
-    if "KAGGLE_KERNEL_RUN_TYPE" in environ or kaggle_dir:
-        return "kaggle"
-    if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
-        return "colab"
-    return None
+    return Machine(tuple(gpus), mps, arch, str(torch.__version__), detect_platform())
 
 
 def _bf16_supported(index: int) -> bool | None:
@@ -101,6 +89,10 @@ def choose_device(setting: str, machine: Machine, local_rank: int = 0, world_siz
     """The device `setting` names on `machine`, or UserError naming why it cannot run there."""
     check_setting(setting)
     if setting == "auto":
+        if not machine.gpus and machine.platform in INSTEAD:  # hours per epoch on a notebook's CPU: never silently
+            raise UserError(f"device: auto found no GPU on {machine.platform.capitalize()}: "
+                            f"{INSTEAD[machine.platform]} (then restart), or set device: cpu to run on the CPU "
+                            "on purpose")  # fmt: skip
         setting = "cuda" if machine.gpus else "mps" if machine.mps else "cpu"
     if setting == "cpu":
         return torch.device("cpu")

@@ -25,7 +25,6 @@ from pipeline.core.device import (
     build_runs_on,
     choose_device,
     describe,
-    detect_platform,
     gpu_problem,
     guard_batchnorm,
     probe,
@@ -34,6 +33,7 @@ from pipeline.core.device import (
     status,
 )
 from pipeline.core.errors import UserError
+from pipeline.core.platform import detect_platform
 
 CU128 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120")  # current PyPI/Kaggle wheels
 T4 = Gpu(0, "Tesla T4", (7, 5), False)
@@ -137,6 +137,23 @@ def test_platform_detection():
     assert detect_platform({}, False) is None
 
 
+@pytest.mark.parametrize(
+    ("platform", "hint"),
+    [("colab", "on Colab pick Runtime > Change runtime type > T4 GPU"),
+     ("kaggle", "on Kaggle pick Settings > Accelerator > GPU T4 x2")],
+)  # fmt: skip
+def test_auto_without_a_gpu_on_a_notebook_platform_stops_saying_how_to_switch_it_on(platform, hint):
+    no_gpu = Machine(torch_version="2.14.1", platform=platform)
+    with pytest.raises(UserError) as e:
+        choose_device("auto", no_gpu)
+    assert hint in str(e.value) and "set device: cpu" in str(e.value) and "\n" not in str(e.value)
+    assert choose_device("cpu", no_gpu) == torch.device("cpu")  # the CPU on purpose
+    assert choose_device("auto", cuda(T4, platform=platform)) == torch.device("cuda", 0)
+    assert choose_device("auto", CPU_ONLY) == torch.device("cpu")  # off the platforms: the CPU, as before
+    text, problem = status("auto", no_gpu)
+    assert problem == str(e.value) and "device: auto ->" not in text
+
+
 def test_describe_and_status():
     t4 = cuda(T4)
     assert describe("cuda:0", t4) == "cuda:0 (Tesla T4, sm_75)"
@@ -206,3 +223,27 @@ def test_every_stage_refuses_an_unavailable_device_before_any_work(tmp_path, mon
     want = f"device: cuda, but this torch {torch.__version__} sees no CUDA GPU (set device: auto or cpu)"
     assert str(e.value) == want
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(("variable", "hint"), [("COLAB_RELEASE_TAG", "Runtime > Change runtime type > T4 GPU"),
+                                                ("KAGGLE_KERNEL_RUN_TYPE", "Settings > Accelerator > GPU T4 x2")])
+def test_device_command_on_a_notebook_platform_without_a_gpu_exits_2(tmp_path, monkeypatch, variable, hint):
+    """The platform is told by its environment variable, set here as Colab or Kaggle set it; this machine has no GPU
+    (conftest hides any)."""
+    monkeypatch.setenv(variable, "release-colab" if variable.startswith("COLAB") else "Interactive")
+    done = animegan("device", "--params", str(PARAMS), cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: device: auto found no GPU on ")
+    assert hint in lines[0] and "set device: cpu" in lines[0]
+    on_purpose = animegan("device", "--params", str(PARAMS), "--set", "device=cpu", cwd=tmp_path)
+    assert on_purpose.returncode == 0 and "device: cpu -> cpu" in on_purpose.stdout
+
+
+@pytest.mark.parametrize("stage", ["train", "sample", "detector", "fid_reference", "evaluate"])
+def test_every_stage_on_kaggle_without_a_gpu_stops_before_any_work(tmp_path, monkeypatch, stage):
+    """KAGGLE_KERNEL_RUN_TYPE is set here as Kaggle sets it: device auto, no GPU, nothing read or written."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="on Kaggle pick Settings > Accelerator > GPU T4 x2"):
+        importlib.import_module(f"stages.{stage}").run(load_params(PARAMS, ["device=auto"]))
+    assert list(tmp_path.iterdir()) == []
