@@ -188,3 +188,44 @@ def test_family_sections_load_as_given_and_a_non_mapping_unknown_key_is_still_re
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"train.stylegan: Extra inputs are not permitted \(got 3\)"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("sync", "where", "name"),
+    [
+        ("samples", "samples", "paths.samples"),
+        ("samples/drive", "samples", "paths.samples"),
+        ("data", "data", "paths.raw"),
+        ("data/sync", "data", "paths.raw"),
+        ("models", "models", "paths.models"),
+        ("models/sync", "models", "paths.models"),
+        ("metrics", "metrics", "paths.metrics"),
+        ("plots/sync", "plots", "paths.plots"),
+        ("file://{root}/samples/x", "samples", "paths.samples"),
+    ],
+)
+def test_a_sync_folder_in_the_workspace_outputs_is_refused(tmp_path, monkeypatch, sync, where, name):
+    """DVC replaces an output folder whole (`dvc repro -s sample` deleted a synced folder inside samples/)."""
+    monkeypatch.chdir(tmp_path)
+    sync = sync.format(root=tmp_path)
+    with pytest.raises(UserError) as e:
+        load_params(PARAMS, [f"train.sync={sync}"])
+    assert str(e.value).startswith(f"{PARAMS}: train.sync (") and "\n" not in str(e.value)
+    assert f") lies in {tmp_path / where}, where {name} is written" in str(e.value)
+
+
+def test_a_sync_folder_outside_the_outputs_or_a_store_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for sync in ("drive/animegan", str(tmp_path.parent / "drive"), "s3://bucket/samples", "hf://datasets/me/models"):
+        assert load_params(PARAMS, [f"train.sync={sync}"]).train.sync == sync
+    moved = load_params(PARAMS, ["paths.samples=out/samples", "train.sync=samples"])  # samples/ is no output now
+    assert moved.train.sync == "samples"
+
+
+def test_cli_train_refuses_a_sync_folder_inside_samples_before_any_work(tmp_path):
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "1.jpg").write_bytes(b"jpeg")
+    done = subprocess.run([sys.executable, "-m", "stages.cli", "train", "--params", str(PARAMS), "--set",
+                           "train.sync=samples"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "train.sync" in done.stderr
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["samples", "samples/1.jpg"]

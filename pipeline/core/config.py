@@ -293,6 +293,7 @@ def validate(raw: dict[str, Any], source: str = "params") -> Params:
         raise UserError(f"{source}: {key}: {err['msg']}{got}") from None
     check_runnable(params, source)
     check_output_paths(params, source)
+    check_sync_folder(params, source)
     return params
 
 
@@ -398,3 +399,28 @@ def check_output_paths(params: Params, source: str = "params") -> None:
             what = "is replaced whole by its stage" if a_kind == REPLACED else "is written as one file"
             raise UserError(f"{source}: {a_name} ({a}) {what} but would hold {b_name} ({b}): "
                             "give it a folder of its own")  # fmt: skip
+
+
+# Locations of output_layout that are not DVC's or the stages' to replace: train.sync may lie in them.
+NOT_OUTPUTS = ("the project folder", "eval.fid.cache_dir", "data.url")
+
+
+def check_sync_folder(params: Params, source: str = "params") -> None:
+    """UserError when train.sync, a local folder, lies in the workspace's outputs: there DVC and the stages replace
+    or remove what they do not know (`dvc repro` deletes a synced folder inside samples/ with the samples it
+    replaces). Inside the project folder the whole top folder of an output counts (data/ holds data/raw, ...)."""
+    sync = params.train.sync
+    if not sync or ("://" in sync and not sync.startswith("file://")):
+        return  # no sync, or a remote store
+    folder = Path(sync.removeprefix("file://")).expanduser().resolve()
+    project = Path(".").resolve()
+    areas = []  # (area, name): an output's area is the output itself, or its top folder in the project
+    for name, path, _ in output_layout(params):
+        if name not in NOT_OUTPUTS:
+            area = project / path.relative_to(project).parts[0] if project in path.parents else path
+            areas.append((area != path, area, name))  # the output that is the area itself names it first
+    for _, area, name in sorted(areas, key=lambda a: a[0]):
+        if folder == area or area in folder.parents:
+            raise UserError(f"{source}: train.sync ({folder}) lies in {area}, where {name} is written and DVC "
+                            "replaces what it does not know: give the synced checkpoints a folder outside the "
+                            "workspace's outputs")  # fmt: skip

@@ -11,10 +11,14 @@ Usage:
     save_checkpoint(path, checkpoint_state(signature, step, plan, nets, wall_s, summary))
 
 Rank 0 reads and vets; every rank gets rank 0's verdict (the state, none, or the error), so all start from the
-same step or all stop with the same one-line error. Vetting: a checkpoint from other params (its signature differs)
-or with more steps than asked is refused (UserError), or with train.on_mismatch=restart ignored with a warning.
-With train.sync, rank 0 also takes the lease of these params' folder there and installs a newer verified synced
-checkpoint over the local one (pipeline.train.sync), then vets that one the same way.
+same step or all stop with the same one-line error. Candidates, newest step first: with train.sync, the synced
+checkpoints newer than the local one (rank 0 also takes the lease of these params' folder there), then the local
+checkpoint. A synced candidate is downloaded to a temporary beside the checkpoint and renamed over it only after
+every check: size and sha256 (pipeline.train.sync), then its params (signature), its step and its fingerprint
+against what latest.json records, and no more steps than asked; one that fails is skipped with one warning for the
+next, so the local checkpoint is never lost to a bad or foreign file. train.on_mismatch decides only when no
+checkpoint of these params exists anywhere: refuse (UserError naming what differs) or restart (a warning, step 0).
+A local checkpoint of other params under refuse is refused at once, before any synced one could replace it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from pipeline.train.checkpoint import load_checkpoint, signature_differences, tr
 from pipeline.train.families import Nets
 from pipeline.train.generator_file import load_generator, save_generator
 from pipeline.train.plan import Plan, TrainPaths
-from pipeline.train.sync import Publisher, SyncFolder
+from pipeline.train.sync import POINTER, Publisher, SyncFolder
 
 log = logging.getLogger(__name__)
 
@@ -89,35 +93,34 @@ def _vetted_state(
     """Rank 0: (the state to resume or None, this training's signature, the publisher entered into held)."""
     for stale in remove_stale_temporaries(paths.checkpoint, paths.generator):
         log.info("removed %s, left by an interrupted checkpoint write", stale)
-    state = load_checkpoint(paths.checkpoint)
     current = training_signature(params, faces.shape[1], faces_digest(faces), len(faces))
-    if state is not None:
-        state = _vet(state, current, params, plan, paths.checkpoint)
+    state = load_checkpoint(paths.checkpoint)
+    foreign = []
+    if state is not None and (diffs := _differences(state, current, plan)):
+        if params.on_mismatch == "refuse":  # kept as it is: never replaced, not even by a synced checkpoint
+            raise UserError(f"{paths.checkpoint} is from other params ({'; '.join(diffs)}); to start over, delete it "
+                            "or set train.on_mismatch=restart")  # fmt: skip
+        state, foreign = None, [f"{paths.checkpoint} ({'; '.join(diffs)})"]
     publisher = None
     if params.sync:
         publisher = held.enter_context(_open_publisher(params, current, fp, paths))
-        if _install_synced(publisher, params, state, plan, paths):
-            state = _vet(load_checkpoint(paths.checkpoint), current, params, plan, paths.checkpoint)
-    signature = state["signature"] if state is not None else current
-    return state, signature, publisher
+        synced = _install_synced(publisher, params, current, state, plan, paths)
+        state = synced if synced is not None else state
+        foreign += publisher.folder.other_params
+    if state is None and foreign:  # no checkpoint of these params anywhere: train.on_mismatch decides
+        if params.on_mismatch == "refuse":
+            raise UserError(f"only checkpoints of other params to resume from: {', '.join(foreign)}; to start over, "
+                            "delete them or set train.on_mismatch=restart")  # fmt: skip
+        log.warning("only checkpoints of other params to resume from (%s): starting over", ", ".join(foreign))
+    return state, (state["signature"] if state is not None else current), publisher
 
 
-def _vet(state: dict[str, Any] | None, current: dict[str, Any], params: TrainParams, plan: Plan, path: Path):
-    """The state if it may be resumed; None (restart) or UserError (refuse) when it is from other params."""
-    if state is None:
-        return None
+def _differences(state: dict[str, Any], current: dict[str, Any], plan: Plan) -> list[str]:
+    """Why the state may not be resumed by this training: its params differ, or it has more steps than asked."""
     diffs = signature_differences(state["signature"], current)
     if int(state["step"]) > plan.total_steps:
         diffs.append(f"steps: the checkpoint has {state['step']}, more than the {plan.total_steps} asked")
-    if diffs and params.on_mismatch == "restart":
-        log.warning("%s is from other params (%s): starting over", path, "; ".join(diffs))
-        return None
-    if diffs:
-        raise UserError(
-            f"{path} is from other params ({'; '.join(diffs)}); to start over, delete it "
-            "or set train.on_mismatch=restart"
-        )
-    return state
+    return diffs
 
 
 def _open_publisher(params: TrainParams, signature: dict[str, Any], fp: dict[str, Any], paths: TrainPaths):
@@ -135,21 +138,46 @@ def _open_publisher(params: TrainParams, signature: dict[str, Any], fp: dict[str
 
 
 def _install_synced(
-    publisher: Publisher, params: TrainParams, local: dict[str, Any] | None, plan: Plan, paths: TrainPaths
-) -> bool:
-    """Install a newer verified synced checkpoint as paths.checkpoint; whether one was. Starts the lease's
-    heartbeat."""
-    folder = publisher.folder
+    publisher: Publisher, params: TrainParams, current: dict[str, Any], local: dict[str, Any] | None, plan: Plan,
+    paths: TrainPaths,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Install the newest synced checkpoint newer than local that passes every check as paths.checkpoint; its
+    state, or None (paths.checkpoint untouched). Starts the lease's heartbeat."""
+    folder, passed = publisher.folder, {}
+
+    def check(candidate: Path, entry: dict[str, Any]) -> str | None:
+        try:
+            state = load_checkpoint(candidate)
+        except UserError as e:
+            return f"is not a checkpoint this version reads ({one_line(e, 160)})"
+        if diffs := signature_differences(state["signature"], current):
+            folder.other_params.append(f"{folder.url}/{entry['file']} ({'; '.join(diffs)})")
+            return f"is from other params ({'; '.join(diffs)})"
+        problem = _candidate_problem(state, entry, plan)
+        passed["state"] = state if problem is None else None
+        return problem
+
     try:
         local_step = int(local["step"]) if local is not None else 0
-        restart = params.on_mismatch == "restart"
-        synced = folder.resume(local_step, publisher.meta["signature"], paths.checkpoint, restart, plan.total_steps)
+        synced = folder.resume(local_step, current, paths.checkpoint, plan.total_steps, check)
     except UserError:
         raise
     except Exception as e:  # the store's own errors
         raise UserError(f"train.sync {folder.url}: cannot read it ({type(e).__name__}: {one_line(e, 200)})") from None
     publisher.lease.start_heartbeat()
-    return synced is not None
+    return passed.get("state") if synced is not None else None
+
+
+def _candidate_problem(state: dict[str, Any], entry: dict[str, Any], plan: Plan) -> str | None:
+    """What else is wrong with a downloaded synced checkpoint of these params (None: it may replace the local one):
+    another step or another fingerprint than latest.json records for it, more steps than asked."""
+    if int(state["step"]) != int(entry["step"]):
+        return f"holds step {state['step']}, not the {entry['step']} {POINTER} records"
+    if "fingerprint" in entry and state.get("fingerprint") != entry["fingerprint"]:
+        return f"was written on another setup than {POINTER} records (fingerprints differ)"
+    if int(state["step"]) > plan.total_steps:
+        return f"has {state['step']} steps, more than the {plan.total_steps} asked"
+    return None
 
 
 def restore(state: dict[str, Any], nets: Nets) -> tuple[int, float]:

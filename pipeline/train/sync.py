@@ -17,9 +17,11 @@ a file that is not complete: a kill or a lost network mid-upload leaves at most 
 publish removes. The pointer is itself written under a temporary name and renamed (one rename in a folder, one
 PUT in an object store), so a reader sees the old or the new pointer, whole.
 
-Resuming: the newest pointer entry whose step is higher than the local checkpoint's is downloaded beside
-`dest`, verified (size, sha256) and renamed over it; an entry whose file is missing or does not verify is skipped
-with a warning for the previous one. Steps decide, never file times (a copy changes times, not steps).
+Resuming: the newest pointer entry whose step is higher than the local checkpoint's is a candidate. It is
+downloaded to a temporary beside `dest`, its size and sha256 verified, the caller's checks of its content run (the
+trainer's: a checkpoint of these params, the step and fingerprint latest.json records), and only then renamed over
+`dest`; a candidate that fails any check is skipped with one warning for the previous entry, then the local
+checkpoint, which nothing has touched. Steps decide, never file times (a copy changes times, not steps).
 
 Locations are fsspec URLs: a local folder (a mounted Google Drive), `s3://` (s3fs; an S3-compatible store with
 FSSPEC_S3_ENDPOINT_URL=http://host:port), `gs://` (gcsfs) or `hf://` (huggingface_hub): the extras are optional
@@ -38,6 +40,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +95,7 @@ class SyncFolder:
         self.path = f"{root.rstrip('/')}/{name}"
         self.url = f"{url.rstrip('/')}/{name}"
         self.newest_step: int | None = None  # the pointer's step, once resume() has read it
+        self.other_params: list[str] = []  # candidates resume() skipped as recording other params than its own
 
     @classmethod
     def open(cls, url: str, signature: dict[str, Any]) -> SyncFolder:
@@ -122,21 +126,20 @@ class SyncFolder:
         local_step: int,
         signature: dict[str, Any],
         dest: Path,
-        restart_on_mismatch: bool = False,
         max_step: int | None = None,
+        check: Callable[[Path, dict[str, Any]], str | None] | None = None,
     ) -> int | None:
-        """Install the newest verified synced checkpoint above local_step as dest; its step, or None."""
+        """Install the newest synced checkpoint above local_step that passes every check as dest; its step, or None.
+
+        The candidates are the pointer's entry, then its previous one. An entry that records other params than
+        signature is skipped undownloaded (and listed in self.other_params). Any other is downloaded to a
+        temporary beside dest, its size and sha256 verified, then check(temporary, entry) run (the caller's checks
+        of the content: a problem, or None), and only then renamed over dest: a candidate that fails never costs
+        dest. A failing candidate is skipped with one warning, for the next."""
         pointer = self.pointer()
         if pointer is None:
             return None
         self.newest_step = int(pointer["step"])
-        diffs = signature_differences(pointer.get("signature") or {}, signature)
-        if diffs and restart_on_mismatch:
-            log.warning("%s/%s is from other params (%s): ignoring it", self.url, POINTER, "; ".join(diffs))
-            return None
-        if diffs:
-            raise UserError(f"{self.url}/{POINTER} is from other params ({'; '.join(diffs)}); to start over, "
-                            "delete that folder or set train.on_mismatch=restart")  # fmt: skip
         entries = [e for e in (pointer, pointer.get("previous")) if isinstance(e, dict)]
         for i, entry in enumerate(entries):
             step = int(entry["step"])
@@ -148,7 +151,7 @@ class SyncFolder:
                 log.warning("%s holds step %d, more than the %d asked: not resuming from it", self.url, step,
                             max_step)  # fmt: skip
                 continue
-            problem = self._download(entry, dest)
+            problem = self._other_params(entry, signature) or self._download(entry, dest, check)
             if problem is None:
                 log.info("resuming from %s/%s (step %d), written by %s at %s", self.url, entry["file"], step,
                          entry.get("host"), entry.get("time"))  # fmt: skip
@@ -159,8 +162,17 @@ class SyncFolder:
                         problem, then)  # fmt: skip
         return None
 
-    def _download(self, entry: dict[str, Any], dest: Path) -> str | None:
-        """Copy entry's file to dest through a temporary beside it, if it verifies; else what is wrong with it."""
+    def _other_params(self, entry: dict[str, Any], signature: dict[str, Any]) -> str | None:
+        """What differs when the entry records the params of its checkpoint and they are not signature's."""
+        diffs = signature_differences(entry["signature"], signature) if "signature" in entry else []
+        if not diffs:
+            return None
+        self.other_params.append(f"{self.url}/{entry['file']} ({'; '.join(diffs)})")
+        return f"is from other params ({'; '.join(diffs)}), says {POINTER}"
+
+    def _download(self, entry: dict[str, Any], dest: Path, check: Any = None) -> str | None:
+        """Copy entry's file to dest through a temporary beside it if it verifies and passes check; else what is
+        wrong with it (dest untouched)."""
         remote = f"{self.path}/{entry['file']}"
         digest, size = hashlib.sha256(), 0
         try:
@@ -171,13 +183,14 @@ class SyncFolder:
                     out.write(chunk)
                 out.flush()
                 if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-                    raise _Mismatch(size)
+                    raise _Rejected(f"is {size} bytes, not {entry['size']} (truncated or replaced)"
+                                    if size != entry["size"] else "does not match its sha256 (corrupt)")  # fmt: skip
+                if check is not None and (problem := check(tmp, entry)) is not None:
+                    raise _Rejected(problem)
         except FileNotFoundError:
             return "is missing"
-        except _Mismatch as m:
-            if m.size != entry["size"]:
-                return f"is {m.size} bytes, not {entry['size']} (truncated or replaced)"
-            return "does not match its sha256 (corrupt)"
+        except _Rejected as r:
+            return r.problem
         return None
 
     # ---------- writing (only the lease's holder) ----------
@@ -243,9 +256,11 @@ class SyncFolder:
                     pass
 
 
-class _Mismatch(Exception):
-    def __init__(self, size: int):
-        self.size = size
+class _Rejected(Exception):
+    """A candidate that failed a check: the with of atomic_path removes its temporary, dest stays."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
 
 
 class Publisher:

@@ -87,15 +87,37 @@ def test_a_pointer_to_a_truncated_or_missing_file_falls_back(sync_url, tmp_path,
     assert not dest.exists() and os.listdir(dest.parent) == []  # nothing half-downloaded stays
 
 
-def test_a_pointer_of_other_params_is_refused_naming_the_difference(sync_url, tmp_path, caplog):
+def test_a_pointer_of_other_params_is_skipped_undownloaded_naming_the_difference(sync_url, tmp_path, caplog):
+    """Whether the training then refuses or starts over is train.on_mismatch's (tests/train/test_resume.py)."""
     folder = SyncFolder.open(sync_url, SIG)
     publish(folder, tmp_path, 2)
     other = {**SIG, "train.seed": 7}
-    with pytest.raises(UserError, match=r"from other params \(train.seed: 2022 -> 7\)"):
-        folder.resume(local_step=0, signature=other, dest=tmp_path / "ck.pt")
     with caplog.at_level(logging.WARNING, logger="pipeline.train.sync"):
-        assert folder.resume(0, other, tmp_path / "ck.pt", restart_on_mismatch=True) is None
-    assert "ignoring it" in caplog.text
+        assert folder.resume(local_step=0, signature=other, dest=tmp_path / "ck.pt") is None
+    assert "is from other params (train.seed: 2022 -> 7), says latest.json" in caplog.text
+    assert folder.other_params == [f"{folder.url}/checkpoint-000000002.pt (train.seed: 2022 -> 7)"]
+    assert not [p for p in os.listdir(tmp_path) if "ck.pt" in p]  # nothing downloaded
+
+
+def test_a_candidate_failing_the_callers_check_never_touches_dest(sync_url, tmp_path, caplog):
+    folder = SyncFolder.open(sync_url, SIG)
+    published = {step: publish(folder, tmp_path, step) for step in (2, 4)}
+    dest = fake_checkpoint(tmp_path / "models" / "checkpoint.pt", 1)
+    seen = []
+
+    def check(candidate: Path, entry: dict) -> str | None:
+        seen.append((entry["step"], candidate.read_bytes() == published[entry["step"]], candidate.parent))
+        return "is not what the trainer wants" if entry["step"] == 4 else None
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.train.sync"):
+        assert folder.resume(local_step=1, signature=SIG, dest=dest, check=check) == 2
+    assert seen == [(4, True, dest.parent), (2, True, dest.parent)]  # checked verified, beside dest, before the rename
+    assert "(step 4), but it is not what the trainer wants: falling back to step 2" in caplog.text
+    assert dest.read_bytes() == published[2] and os.listdir(dest.parent) == ["checkpoint.pt"]
+
+    before = fake_checkpoint(dest, 1).read_bytes()
+    assert folder.resume(local_step=1, signature=SIG, dest=dest, check=lambda c, e: "refused") is None
+    assert dest.read_bytes() == before and os.listdir(dest.parent) == ["checkpoint.pt"]
 
 
 def test_a_killed_upload_is_never_named_and_is_cleared_by_the_next_publish(sync_url, tmp_path):
