@@ -7,8 +7,9 @@ Usage:
 
 Inception statistics of the clean faces (see pipeline.metrics.fid_reference), stored with the data hash and the weights
 hash they came from, with the seeded precision/recall subset's features (eval.prdc.reference_count, eval.prdc.seed).
-When the folder already holds a reference for the same data, weights and counts, the stage
-keeps it (on CPU the full 71k-face reference takes hours): delete the folder to force a recomputation.
+When the folder already holds a reference for the same data, weights and counts, every file as its manifest
+records it, the stage keeps it (on CPU the full 71k-face reference takes hours): delete the folder to force a
+recomputation. A damaged, foreign or stale one is rebuilt aside and swapped in whole.
 """
 
 from __future__ import annotations

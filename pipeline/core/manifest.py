@@ -6,6 +6,7 @@ Usage:
     problem = check_manifest(folder, made_from={"data_sha256": digest})   # None: every file hashes as recorded
     problem.reason            # one line: "stats.npz changed since it was written", "made from other data_sha256", ...
     problem.files, problem.keys                           # the files that failed, the made_from keys that differ
+    raise UnusableCache(problem.reason)                   # what a reader raises for its caller to warn or refuse
     check_manifest(folder, made_from={...}, only=["afd_real.json"])    # just these files
     is_number(value, 0.0, 1.0)                            # a real number (not a bool) within [lo, hi]
 
@@ -31,6 +32,11 @@ from pipeline.core.hashing import sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = 1
+
+
+class UnusableCache(Exception):
+    """A cache that cannot be used as it is (absent, damaged, made from other inputs, a value out of range): the
+    message says why in one line. Readers that recompute catch it and warn; the owning stage rebuilds."""
 
 
 @dataclass(frozen=True)

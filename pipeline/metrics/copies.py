@@ -43,12 +43,14 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from pipeline.core.manifest import is_number
 from pipeline.metrics.copy_distance import blurred, copy_distances
 from pipeline.metrics.copy_index import CopyIndex
 from pipeline.metrics.prdc import distances, kth_neighbour_radii, row_block, squared_norms
@@ -56,6 +58,11 @@ from pipeline.metrics.prdc import distances, kth_neighbour_radii, row_block, squ
 log = logging.getLogger(__name__)
 
 COARSE = 16  # side of the area-averaged image `coarse` compares
+CALIBRATION_RANGES = {  # key -> (lowest, highest, integer): what a calibration read back may hold
+    "threshold": (0.0, math.inf, False), "held_out": (0, math.inf, True), "seed": (0, math.inf, True),
+    "quantile": (0.0, 1.0, False), "novel_quantile": (0.0, math.inf, False), "novel_min": (0.0, math.inf, False),
+    "edited_max": (0.0, math.inf, False), "jpeg_quality": (1, 100, True), "feature_quantile": (0.0, math.inf, False),
+}  # fmt: skip
 SHIFTS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # calibration's edited copies cycle through these
 
 
@@ -74,6 +81,20 @@ class Calibration:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, record: Any) -> Calibration:
+        """A calibration read back (the copy_index stage's calibration.json); ValueError naming the first key that
+        is missing, unknown, of the wrong type or out of range."""
+        if not isinstance(record, dict) or record.get("method") != "calibrated":
+            raise ValueError("not a calibration (method is not 'calibrated')")
+        unknown = set(record) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        for key, (lo, hi, integer) in CALIBRATION_RANGES.items():
+            if (key in record or key == "threshold") and not is_number(record.get(key), lo, hi, integer):
+                raise ValueError(f"{key} is {record.get(key)!r}, not a number in [{lo}, {hi}]")
+        return cls(**record)
 
     def near(self) -> float:
         """How close a sample must come to be listed among the closest: as close as the closest `quantile` of

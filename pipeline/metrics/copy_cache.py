@@ -4,21 +4,25 @@ Usage:
     from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, save_copy_cache, load_copy_cache
     settings = CopySettings(calibration_count=1000, quantile=0.01, seed=0, jpeg_quality=75)
     index, calibration = compute_copy_cache(faces, settings)             # minutes at 71k faces, once
-    save_copy_cache(Path("data/copy_index"), index, calibration, data_sha256, settings)   # atomic folder swap
-    cached = load_copy_cache(Path("data/copy_index"), faces, data_sha256, settings)      # None: absent or stale
+    save_copy_cache(Path("data/copy_index"), index, calibration, faces, data_sha256, settings)   # atomic swap
+    index, calibration = load_copy_cache(Path("data/copy_index"), faces, data_sha256, settings)
+    # raises pipeline.core.manifest.UnusableCache (one line: why) when absent, damaged, stale or out of range
 
 Both depend only on the clean faces (and eval.copies' calibration keys, sample.jpeg_quality for the edited
 copies), so the copy_index stage computes them and `evaluate` reads them: an experiment that changed only training
-pays for the images it scores. The folder's meta.json records what they were made from; load_copy_cache returns
-None when anything differs (other faces, other settings, an older format), and evaluate then computes them itself.
-The calibration holds the pixel side only: its feature-space quantile depends on the FID reference's subset and is
-added by evaluate (pipeline.metrics.copies.CopyCheck.feature_quantile, milliseconds).
+pays for the images it scores. The folder's manifest (pipeline.core.manifest) holds the sha256 of each file and
+what they were made from (the faces' hash and count, the settings, this module's FORMAT); load_copy_cache checks
+it before it opens a file, then the arrays' dtypes, shapes and finiteness and the calibration's ranges, and raises
+UnusableCache on anything wrong: evaluate then warns and computes them itself (and does not keep them), the stage
+rebuilds the folder as if it were absent. The calibration holds the pixel side only: its feature-space quantile
+depends on the FID reference's subset and is added by evaluate (CopyCheck.feature_quantile, milliseconds).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +30,16 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.atomic import staged_outputs
+from pipeline.core.manifest import UnusableCache, check_manifest, write_manifest
 from pipeline.metrics.copies import Calibration, CopyCheck
-from pipeline.metrics.copy_index import CopyIndex
+from pipeline.metrics.copy_index import FEATURES_FILE, CopyIndex
+from pipeline.metrics.copy_index import META_FILE as INDEX_META_FILE
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
-META_FILE = "meta.json"
-FORMAT = 1
+FILES = [FEATURES_FILE, INDEX_META_FILE, CALIBRATION_FILE]
+FORMAT = 2  # 2: a manifest with every file's sha256 (1: meta.json only)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def compute_copy_cache(faces: np.ndarray, settings: CopySettings) -> tuple[CopyI
     return index, calibration
 
 
-def wanted_meta(faces: np.ndarray, data_sha256: str, settings: CopySettings) -> dict[str, Any]:
+def made_from(faces: np.ndarray, data_sha256: str, settings: CopySettings) -> dict[str, Any]:
     return {"format": FORMAT, "data_sha256": data_sha256, "count": len(faces), "settings": asdict(settings)}
 
 
@@ -68,28 +74,27 @@ def save_copy_cache(
     folder: Path, index: CopyIndex, calibration: Calibration, faces: np.ndarray, data_sha256: str,
     settings: CopySettings,
 ) -> None:  # fmt: skip
-    with staged_outputs() as out:
+    with staged_outputs() as out:  # built aside and swapped in whole: whatever was there (damaged or not) is gone
         tmp = out.folder(Path(folder))
         index.save(tmp)
         (tmp / CALIBRATION_FILE).write_text(json.dumps(calibration.as_dict(), indent=2) + "\n", encoding="utf-8")
-        meta = wanted_meta(faces, data_sha256, settings)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_manifest(tmp, FILES, made_from(faces, data_sha256, settings))
 
 
 def load_copy_cache(
     folder: Path, faces: np.ndarray, data_sha256: str, settings: CopySettings
-) -> tuple[CopyIndex, Calibration] | None:
+) -> tuple[CopyIndex, Calibration]:
     folder = Path(folder)
+    if not (folder / FEATURES_FILE).is_file():
+        raise UnusableCache(f"no copy index in {folder}/")
+    problem = check_manifest(folder, made_from(faces, data_sha256, settings))
+    if problem is not None:
+        raise UnusableCache(problem.reason)
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        if meta != wanted_meta(faces, data_sha256, settings):
-            log.info("copy cache in %s was made from other faces or settings: not used", folder)
-            return None
         index = CopyIndex.load(folder, faces)
-        calibration = Calibration(**json.loads((folder / CALIBRATION_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.info("no usable copy cache in %s (%s)", folder, type(e).__name__)
-        return None
+        calibration = Calibration.from_dict(json.loads((folder / CALIBRATION_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise UnusableCache(f"copy index in {folder}/ is unusable ({type(e).__name__}: {e})") from None
     if not index.matches(faces):
-        return None
+        raise UnusableCache(f"copy index in {folder}/ was built by other code or for faces of another size")
     return index, calibration

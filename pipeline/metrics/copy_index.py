@@ -172,10 +172,15 @@ class CopyIndex:
 
     @classmethod
     def load(cls, folder: Path, faces: np.ndarray) -> CopyIndex:
+        """The index saved in `folder`, for these faces; ValueError when its arrays do not fit them (wrong dtype,
+        shape or count, a value that is not finite), OSError or zipfile.BadZipFile when unreadable."""
         folder = Path(folder)
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        with np.load(folder / FEATURES_FILE) as z:
+        with np.load(folder / FEATURES_FILE, allow_pickle=False) as z:
             arrays = {key: z[key] for key in ("basis", "offset", "features")}
+        check_arrays(arrays, len(faces))
+        if not isinstance(meta, dict):
+            raise ValueError(f"{META_FILE} is not a JSON object")
         return cls(faces=faces, meta=meta, **arrays)
 
     def matches(self, faces: np.ndarray) -> bool:
@@ -332,6 +337,20 @@ class CopyIndex:
                 if value < best_d or (value == best_d and face < best_i):
                     best_d, best_i = value, face
         return best_d, best_i
+
+
+def check_arrays(arrays: dict[str, np.ndarray], count: int) -> None:
+    """ValueError unless basis (dim, cells), offset (cells,) and features (count, dim) are finite float32."""
+    basis, offset, features = arrays["basis"], arrays["offset"], arrays["features"]
+    shapes_fit = (
+        basis.ndim == 2 and offset.shape == (basis.shape[1],) and features.shape == (count, basis.shape[0])
+        and 0 < basis.shape[0] <= DIM
+    )  # fmt: skip
+    if not shapes_fit:
+        raise ValueError(f"arrays of shapes {[a.shape for a in arrays.values()]} do not fit {count} faces")
+    for name, a in arrays.items():
+        if a.dtype != np.float32 or not np.isfinite(a).all():
+            raise ValueError(f"{name} is not finite float32 ({a.dtype})")
 
 
 def project(cells: np.ndarray, offset: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -8,11 +8,14 @@ Usage:
     evaluation.faces, evaluation.data_sha256, evaluation.resources.calibration
 
 Loaded in this order: the clean faces and their hash; the Inception (pipeline.metrics.fid_reference.backbone_for);
-the FID reference, refused when made from other data or another Inception, or without the precision/recall
-subset eval.prdc asks for; the detector (eval.afd.detector) and where afd_real comes from (the detector stage's
-cached rate for the `anime` detector, else eval.afd.real_count real faces, only faces the detector never trained
-on); the copy check (the copy_index stage's index and calibration, computed here and not kept when absent or
-stale) and its threshold (eval.copies.threshold when set, else the calibration's).
+the FID reference, refused when damaged (its manifest, pipeline.core.manifest), made from other data or another
+Inception, or without the precision/recall subset eval.prdc asks for; the detector (eval.afd.detector; the
+`anime` one refused when its files are not the detector stage's or were trained on other faces) and where
+afd_real comes from (the detector stage's cached rate when it is intact and applies, else eval.afd.real_count real
+faces, only faces the detector never trained on); the copy check (the copy_index stage's index and calibration,
+computed here with a warning, and not kept, when absent, damaged or stale) and its threshold (eval.copies.threshold
+when set, else the calibration's). Every cache is checked before use: a refusal is one line naming the stage to
+rerun, a recompute one warning saying why, and nothing on disk changes.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import torch
 from pipeline.core.config import Params
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import array_sha256
+from pipeline.core.manifest import UnusableCache
 from pipeline.data.clean import clean_faces_file, load_clean_faces
 from pipeline.metrics.afd import Detector, get_detector
 from pipeline.metrics.copies import Calibration, CopyCheck
 from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_copy_cache
 from pipeline.metrics.copy_index import CopyIndex
 from pipeline.metrics.detector.afd_real import cached_afd_real, real_subset
+from pipeline.metrics.detector.model import check_detector_files
 from pipeline.metrics.fid_reference import Reference, backbone_for, check_reference, load_reference
 from pipeline.metrics.inception import Backbone
 from pipeline.metrics.provenance import metric_provenance, provenance
@@ -69,8 +74,10 @@ def load_evaluation(params: Params, device: torch.device | None = None) -> Evalu
     data_sha256 = array_sha256(clean_faces_file(params.paths.clean))
     backbone = backbone_for(params, device)
     reference = checked_reference(params, data_sha256, backbone)
+    if params.eval.afd.detector == "anime":  # trained by the detector stage: on these faces, files undamaged?
+        check_detector_files(Path(params.paths.detector), data_sha256)
     detector = get_detector(params.eval.afd.detector, params)
-    real = real_faces(params, detector, faces)
+    real = real_faces(params, detector, faces, data_sha256)
     copies, calibration = copy_check(params, faces, data_sha256, reference)
     resources = Resources(params.eval, backbone, reference, detector, copies, calibration, real)
     return Evaluation(data_sha256, faces, resources)
@@ -99,14 +106,14 @@ def check_prdc_subset(reference: Reference, params: Params, folder: Path) -> Non
         raise UserError(f"eval.prdc.reference_count: {want} reference faces, but k-NN needs more than k={prdc.k}")
 
 
-def real_faces(params: Params, detector: Detector, faces: np.ndarray) -> RealFaces:
+def real_faces(params: Params, detector: Detector, faces: np.ndarray, data_sha256: str) -> RealFaces:
     """afd_real's source: the `anime` detector stage's cached rate when it applies, else real clean faces (for a
     trained detector, only those it never saw: its rate on its training faces flatters it)."""
     unseen = getattr(detector, "unseen_faces", None)
     origin = "all" if unseen is None else "detector holdout"
     count = params.eval.afd.real_count
     if params.eval.afd.detector == "anime":
-        cached = cached_afd_real(Path(params.paths.detector), detector, faces, count)
+        cached = cached_afd_real(Path(params.paths.detector), detector, faces, count, data_sha256)
         if cached:
             return RealFaces(rate=cached["afd_real"], count=cached["real_count"], origin=origin)
     return RealFaces(images=real_subset(faces, count, among=unseen), origin=origin)
@@ -125,15 +132,12 @@ def copy_check(
 
 
 def copy_cache(params: Params, faces: np.ndarray, data_sha256: str) -> tuple[CopyIndex, Calibration]:
-    """The copy_index stage's index and calibration; computed here (and not kept) when absent or stale."""
+    """The copy_index stage's index and calibration; computed here (and not kept) when absent, damaged or stale."""
     settings = CopySettings.from_params(params)
-    cached = load_copy_cache(Path(params.paths.copy_index), faces, data_sha256, settings)
-    if cached is not None:
-        return cached
-    log.warning(
-        "no current copy index in %s: computing it for this run (`animegan copy-index` caches it)",
-        params.paths.copy_index,
-    )
+    try:
+        return load_copy_cache(Path(params.paths.copy_index), faces, data_sha256, settings)
+    except UnusableCache as why:
+        log.warning("%s: computing the copy index for this run (`animegan copy-index` caches it)", why)
     if params.eval.copies.threshold > 0:  # a fixed threshold needs no calibration
         return CopyIndex.build(faces, seed=settings.seed), Calibration(threshold=0.0, method="unused")
     return compute_copy_cache(faces, settings)

@@ -14,7 +14,11 @@ Usage:
     ref.prdc_indices           # int64 (Q,): which clean faces those are
     ref.meta                   # data_sha256, weights_sha256, fid_backbone, count, kid_pool, kid_seed, ...
 
-The folder holds stats.npz (mean, cov, kid_features, prdc_features, prdc_indices) and meta.json. `count` 0 means
+The folder holds stats.npz (mean, cov, kid_features, prdc_features, prdc_indices), meta.json and a manifest
+(pipeline.core.manifest: both files' sha256 and the meta they were made with). load_reference checks the manifest
+before it opens a file, then every array's dtype, shape and finiteness against the meta, and refuses in one line
+(rerun `animegan fid-reference`: hours on CPU, not something to redo silently) when anything is off; is_current
+(the stage's "keep it") says no to such a folder, so the stage rebuilds it as if it were absent. `count` 0 means
 every face; otherwise the first `count` faces (the clean stage's order is deterministic). Statistics are
 accumulated in float64 over fixed chunks, so neither the batch size nor the chunking changes them. KID needs
 features, not moments: a pool of `kid_pool` faces (0: all) chosen by a generator seeded with `kid_seed` keeps the
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ from pipeline.core.atomic import staged_outputs
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError
+from pipeline.core.manifest import check_manifest, is_number, write_manifest
 from pipeline.core.progress import progress
 from pipeline.core.speed import resolve_speed
 from pipeline.metrics.fid import FeatureStats
@@ -146,29 +153,49 @@ def save_reference(ref: Reference, folder: Path, data_sha256: str) -> None:
         )  # fmt: skip
         meta = {**ref.meta, "data_sha256": data_sha256}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_manifest(tmp, [STATS_FILE, META_FILE], meta)
     ref.meta = meta
-
-
-def read_meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def load_reference(folder: Path) -> Reference:
     folder = Path(folder)
-    meta = read_meta(folder)
-    if meta is None or not (folder / STATS_FILE).is_file():
+    if not (folder / STATS_FILE).is_file() or not (folder / META_FILE).is_file():
         raise UserError(f"FID reference not found in {folder}/: run `animegan fid-reference` (or dvc repro)")
+    problem = check_manifest(folder)
+    if problem is not None:
+        raise UserError(f"FID reference unusable: {problem.reason}: rerun `animegan fid-reference`")
     try:
-        with np.load(folder / STATS_FILE) as z:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        with np.load(folder / STATS_FILE, allow_pickle=False) as z:
             ref = Reference(mean=z["mean"], cov=z["cov"], kid_features=z["kid_features"], meta=meta)
-            if "prdc_features" in z.files:  # absent in format 1: evaluate asks for a rerun when it needs them
-                ref.prdc_features, ref.prdc_indices = z["prdc_features"], z["prdc_indices"]
-            return ref
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"FID reference in {folder}/ is unreadable ({type(e).__name__}): rerun fid-reference") from None
+            ref.prdc_features, ref.prdc_indices = z["prdc_features"], z["prdc_indices"]
+        check_arrays(ref)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(
+            f"FID reference in {folder}/ is unusable ({type(e).__name__}: {e}): rerun `animegan fid-reference`"
+        ) from None
+    return ref
+
+
+def check_arrays(ref: Reference) -> None:
+    """ValueError unless the arrays are finite, of the dtypes and shapes compute_reference makes, and as many as
+    the meta says."""
+    meta, dim = ref.meta, len(ref.mean)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{META_FILE} is not a JSON object")
+    counts = {key: meta.get(key) for key in ("count", "kid_pool", "prdc_count")}
+    if not all(is_number(v, 0, math.inf, integer=True) for v in counts.values()) or counts["count"] < 2:
+        raise ValueError(f"meta counts {counts} are not whole numbers (count at least 2)")
+    shapes = {"mean": (dim,), "cov": (dim, dim), "kid_features": (counts["kid_pool"], dim),
+              "prdc_features": (counts["prdc_count"], dim), "prdc_indices": (counts["prdc_count"],)}  # fmt: skip
+    kinds = {"mean": np.float64, "cov": np.float64, "kid_features": np.float32, "prdc_features": np.float32}
+    for name, shape in shapes.items():
+        a = getattr(ref, name)
+        if a.shape != shape or (name in kinds and (a.dtype != kinds[name] or not np.isfinite(a).all())):
+            raise ValueError(f"{name} is {a.dtype} {a.shape}, not finite {kinds.get(name, 'int')} {shape}")
+    indices = ref.prdc_indices
+    if indices.dtype.kind not in "iu" or (len(indices) and not 0 <= indices.min() <= indices.max() < counts["count"]):
+        raise ValueError("prdc_indices are not indices of the reference faces")
 
 
 def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder: Path) -> None:
@@ -184,8 +211,11 @@ def check_reference(ref: Reference, data_sha256: str, backbone: Backbone, folder
 
 
 def is_current(folder: Path, want: dict[str, Any]) -> bool:
-    """True when folder holds a reference whose meta agrees with every key of `want`."""
-    meta = read_meta(folder)
-    if meta is None or not (Path(folder) / STATS_FILE).is_file() or _precision_differs(meta, want):
+    """True when folder holds a usable reference (load_reference takes it) whose meta agrees with every key of
+    `want`; a damaged one is not current, and says why in the log."""
+    try:
+        meta = load_reference(folder).meta
+    except UserError as why:
+        log.info("%s", why)
         return False
-    return all(meta.get(k) == v for k, v in want.items())
+    return not _precision_differs(meta, want) and all(meta.get(k) == v for k, v in want.items())

@@ -12,7 +12,6 @@ Real networks (pretrained O-Net weights ship in facenet-pytorch) on generated ca
 
 from __future__ import annotations
 
-import json
 import shutil
 import sysconfig
 from pathlib import Path
@@ -27,7 +26,7 @@ from pipeline.core.speed import SpeedSettings
 from pipeline.data.cartoon import cartoon_faces
 from pipeline.metrics.afd import MtcnnDetector, SpedUpNet, get_detector
 from pipeline.metrics.detector.model import AnimeDetector, FaceClassifier
-from pipeline.metrics.fid_reference import Reference, backbone_meta, check_reference, is_current
+from pipeline.metrics.fid_reference import Reference, backbone_meta, check_reference, is_current, save_reference
 from pipeline.metrics.inception import extract_features, load_backbone
 from pipeline.metrics.provenance import detector_speed
 
@@ -129,8 +128,9 @@ def test_fid_reference_remembers_bf16_and_is_refused_by_the_other_precision() ->
 
 def test_is_current_tells_precisions_apart(tmp_path: Path) -> None:
     bf16 = load_backbone("untrained", "", None, 0, 1, device="cpu", speed=only("bf16"))
-    (tmp_path / "stats.npz").write_bytes(b"")
-    (tmp_path / "meta.json").write_text(json.dumps({**backbone_meta(bf16), "count": 3}))
+    meta = {**backbone_meta(bf16), "count": 3, "kid_pool": 1, "prdc_count": 1}
+    save_reference(Reference(np.zeros(2), np.eye(2), np.zeros((1, 2), np.float32), meta, np.zeros((1, 2), np.float32),
+                             np.zeros(1, np.int64)), tmp_path, data_sha256="d")  # fmt: skip
     assert is_current(tmp_path, {**backbone_meta(bf16), "count": 3})
     fp32_want = {"fid_backbone": "untrained", "weights_sha256": "untrained", "calibration_seed": 0, "count": 3}
     assert not is_current(tmp_path, fp32_want)

@@ -4,23 +4,30 @@ Usage:
     from pipeline.metrics.detector.afd_real import real_subset, afd_real_record, cached_afd_real, AFD_REAL_FILE
     real = real_subset(faces, count=500, among=holdout)          # the real faces afd_real is measured on
     record = afd_real_record(detector, faces, count=500)         # {"afd_real", "real_count", "requested", ...}
-    rate = cached_afd_real(folder, detector, count=500)          # the stored rate, or None when it does not apply
+    record = cached_afd_real(folder, detector, faces, 500, data_sha256)   # the stored record, or None
 
 afd_real (the detector's rate on real clean faces it never trained on) depends only on the clean faces, the
 detector and eval.afd.real_count, so `evaluate` need not run the detector over those faces on every call. The
 record names the weights hash and the speed options it was measured under; cached_afd_real returns None unless
-they and the requested count are the ones evaluate would use, and evaluate then measures it itself.
+they and the requested count are the ones evaluate would use, and evaluate then measures it itself. It returns
+None with one warning, too, when the file is not the one the detector stage wrote for these faces (its sha256 and
+the faces' hash in the folder's manifest, pipeline.core.manifest) or holds a value of the wrong type or range (a
+rate outside [0, 1], a count that is not a whole number): never a traceback, never a number it cannot vouch for.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.errors import UserError
+from pipeline.core.manifest import check_manifest, is_number
+
+log = logging.getLogger(__name__)
 
 AFD_REAL_FILE = "afd_real.json"
 
@@ -58,13 +65,35 @@ def afd_real_record(detector: Any, faces: np.ndarray, count: int) -> dict[str, A
     }  # fmt: skip
 
 
-def cached_afd_real(folder: Path, detector: Any, faces: np.ndarray, count: int) -> dict[str, Any] | None:
+def cached_afd_real(
+    folder: Path, detector: Any, faces: np.ndarray, count: int, data_sha256: str
+) -> dict[str, Any] | None:
+    path = Path(folder) / AFD_REAL_FILE
+    mismatch = check_manifest(folder, {"data_sha256": data_sha256}, only=[AFD_REAL_FILE])
+    problem = mismatch.reason if mismatch else None
     try:
-        record = json.loads((Path(folder) / AFD_REAL_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = None if problem else json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        problem = f"{path} is unreadable ({type(e).__name__})"
+    why = problem or record_problem(record, count)
+    if why:
+        log.warning("afd_real: the detector stage's %s not used (%s): measuring it here", AFD_REAL_FILE, why)
         return None
     want = {"requested": count, "faces": len(faces), "weights_sha256": getattr(detector, "weights_sha256", None),
             "speed": speed_of(detector)}  # fmt: skip
-    if not isinstance(record, dict) or any(record.get(k) != v for k, v in want.items()):
+    if any(record.get(k) != v for k, v in want.items()):
+        log.info("afd_real: %s was measured for other settings: measuring it here", path)
         return None
     return record
+
+
+def record_problem(record: Any, count: int) -> str | None:
+    """What makes a record read back unusable (a type or range), or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    rate, real_count = record.get("afd_real"), record.get("real_count")
+    if not (rate is None or is_number(rate, 0.0, 1.0)):
+        return f"afd_real is {rate!r}, not a rate in [0, 1]"
+    if not is_number(real_count, 0, count, integer=True) or (rate is None) != (real_count == 0):
+        return f"real_count is {real_count!r}, not the number of faces {rate!r} was measured on"
+    return None

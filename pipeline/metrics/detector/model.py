@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
+from pipeline.core.manifest import check_manifest, is_number
 from pipeline.core.speed import SpeedSettings, resolve_speed
 
 log = logging.getLogger(__name__)
@@ -179,27 +181,58 @@ def load_detector(params: Params) -> AnimeDetector:
     return load_detector_from(Path(params.paths.detector), device, resolve_speed(params.eval, device))
 
 
+def check_detector_files(folder: Path, data_sha256: str) -> None:
+    """UserError (rerun the detector stage) unless the weights, meta and held-out indices in `folder` are the
+    files the detector stage wrote (their sha256 in its manifest, pipeline.core.manifest), trained on these clean
+    faces (`data_sha256`, as pipeline.core.hashing.array_sha256 gives it). Retraining takes minutes to hours:
+    evaluate refuses rather than retrain on its own."""
+    folder = Path(folder)
+    _require_files(folder)
+    problem = check_manifest(folder, {"data_sha256": data_sha256}, only=[WEIGHTS_FILE, META_FILE, HOLDOUT_FILE])
+    if problem is not None:
+        raise UserError(f"anime detector unusable: {problem.reason}: rerun `animegan detector`")
+
+
 def load_detector_from(
     folder: Path, device: torch.device | None = None, speed: SpeedSettings | None = None
 ) -> AnimeDetector:
     folder = Path(folder)
-    weights, meta_path = folder / WEIGHTS_FILE, folder / META_FILE
-    if not weights.is_file() or not meta_path.is_file():
+    weights = _require_files(folder)
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        threshold = meta["threshold"]
+        if not is_number(threshold, 0.0, 1.0):
+            raise ValueError(f"threshold {threshold!r} is not a probability")
+        model = FaceClassifier(pretrained=False)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        unseen = _holdout(folder / HOLDOUT_FILE)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise UserError(
+            f"anime detector in {folder}/ is unreadable ({type(e).__name__}: {e}): rerun `animegan detector`"
+        ) from None
+    model.to(device or resolve_device("auto"))
+    return AnimeDetector(model, float(threshold), sha256_file(weights), meta, unseen, speed)
+
+
+def _require_files(folder: Path) -> Path:
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file() or not (folder / META_FILE).is_file():
         raise UserError(
             f"anime detector not found in {folder}/: run the detector stage first "
             "(`animegan detector` or `dvc repro detector`)"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        threshold = float(meta["threshold"])
-        model = FaceClassifier(pretrained=False)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        holdout = folder / HOLDOUT_FILE
-        unseen = np.load(holdout, allow_pickle=False).astype(np.int64) if holdout.is_file() else None
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise UserError(
-            f"anime detector in {folder}/ is unreadable ({type(e).__name__}): rerun the detector stage"
-        ) from None
-    model.to(device or resolve_device("auto"))
-    return AnimeDetector(model, threshold, sha256_file(weights), meta, unseen, speed)
+    return weights
+
+
+def _holdout(path: Path) -> np.ndarray | None:
+    """The held-out face indices (None when the file is absent: an older detector); ValueError unless a 1-D array
+    of distinct non-negative integers."""
+    if not path.is_file():
+        return None
+    indices = np.load(path, allow_pickle=False)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu" or (len(indices) and indices.min() < 0):
+        raise ValueError(f"{HOLDOUT_FILE} holds {indices.dtype} {indices.shape}, not face indices")
+    if len(np.unique(indices)) != len(indices):
+        raise ValueError(f"{HOLDOUT_FILE} names a face twice")
+    return indices.astype(np.int64)
 
