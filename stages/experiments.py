@@ -236,8 +236,8 @@ def _state_line(root: Path, exp_name: str) -> str:
     from pipeline.core.config import load_params, to_dict
     from pipeline.runs.continuation import continuation_line
     from pipeline.runs.experiment import up_to_date
+    from pipeline.core.outputs import CHECKPOINT_FILE
     from pipeline.train.checkpoint import load_checkpoint
-    from stages.train import CHECKPOINT_FILE
 
     logging.getLogger("dvc").propagate = False  # DVC in this process prints its own warnings: not twice
     params = load_params(root / "params.yaml")

@@ -23,14 +23,12 @@ from pathlib import Path
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
+from pipeline.core.outputs import CHECKPOINT_FILE, GENERATOR_FILE, TRAIN_METRICS_FILE
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
 
 log = logging.getLogger(__name__)
 
-GENERATOR_FILE = "generator.pt"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "train.json"
 PLOTS_DIR = "train"
 
 
@@ -60,8 +58,8 @@ def run(params: Params) -> None:
                 make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
             )
             if dist_info.is_main:
-                remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
-                write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
+                remove_stale_temporaries(Path(paths.metrics) / TRAIN_METRICS_FILE)
+                write_metrics_if_changed(Path(paths.metrics) / TRAIN_METRICS_FILE, summary)
         finally:
             dist_info.close()
 
