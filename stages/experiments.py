@@ -234,9 +234,9 @@ def _state_line(root: Path, exp_name: str) -> str:
     import logging
 
     from pipeline.core.config import load_params, to_dict
+    from pipeline.core.outputs import CHECKPOINT_FILE
     from pipeline.runs.continuation import continuation_line
     from pipeline.runs.experiment import up_to_date
-    from pipeline.core.outputs import CHECKPOINT_FILE
     from pipeline.train.checkpoint import load_checkpoint
 
     logging.getLogger("dvc").propagate = False  # DVC in this process prints its own warnings: not twice
