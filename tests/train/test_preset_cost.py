@@ -120,7 +120,7 @@ def test_estimates_move_with_the_table(monkeypatch):
 def test_the_session_presets_fit_and_the_paper_preset_does_not():
     hour, session, r3 = (exps.preset_cost(n) for n in ("dcgan-hour", "wgan-gp-session", "r3gan-sessions"))
     assert hour.t4_hours[1] < 1  # under an hour even at the low share
-    assert session.t4_hours[1] <= exps.SESSION_HOURS  # one session
+    assert session.t4_hours[1] <= exps.SESSION_HOURS / 2  # half a session: an estimate off by 2x still fits
     assert exps.SESSION_HOURS < r3.t4_hours[0] and r3.t4_hours[1] <= 3 * exps.SESSION_HOURS  # 2-3 sessions
     assert exps.preset_cost("r3gan").t4_hours[0] > 1000  # "thousands of T4-hours"
     assert exps.preset_cost("epochs10").kimg == 10 * exps.preset_cost("baseline").kimg
@@ -145,3 +145,13 @@ def test_list_says_the_figures_are_estimates():
     assert done.exit_code == 0
     header = done.output.splitlines()[0]
     assert re.search(r"estimates .* until a GPU run replaces them", header) and "kimg" not in header
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/training.md"])
+def test_the_documented_preset_table_is_the_computed_one(page):
+    text = (REPO / page).read_text()
+    for name in exps.PRESETS:
+        cost = exps.preset_cost(name)
+        row = (f"| `{name}` | {exps.PURPOSES[name]} | {cost.kimg:,.0f} | {pc.hours_text(*cost.t4_hours)} | "
+               f"{pc.hours_text(cost.cpu_hours)} |")  # fmt: skip
+        assert row in text, f"{page}: the row of {name} is not\n{row}"
