@@ -225,7 +225,9 @@ def exp(
     name: Annotated[str, typer.Argument(help="a preset: animegan exp --list")] = "",
     set_: SetOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the dvc command only")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="list the presets and what each is for")] = False,
+    list_: Annotated[
+        bool, typer.Option("--list", help="list the presets: images to train, estimated T4 and CPU time, purpose")
+    ] = False,
     seed: Annotated[
         int | None, typer.Option("--seed", help="train with this train.seed, as experiment NAME-seedSEED")
     ] = None,
@@ -245,8 +247,9 @@ def exp(
     from stages import experiments
 
     if list_ or not name:
+        typer.echo(experiments.LIST_HEADER)
         for preset in experiments.PRESETS:
-            typer.echo(f"{preset:<11} {experiments.PURPOSES[preset]}")
+            typer.echo(experiments.preset_line(preset))
         return
     code = 0
 

@@ -35,7 +35,10 @@ default DVC remote only the ref travels (`--no-cache`): compare works elsewhere,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.runs.preset_cost import RunCost
 
 VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's defaults); presets override some
     "train.loss": "gan",
@@ -89,6 +92,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "r3gan-tiny": {**R3GAN_RECIPE, "train.r3gan.preset": "tiny", "train.epochs": 10, "train.schedule_kimg": 713.0,
                    "train.ema_kimg": 20.0, "train.reg_every": 4, "train.gamma": 1.0,
                    "train.gamma_end": 0.1},  # fmt: skip
+    # sized for one free GPU session: see `animegan exp --list` (estimates: pipeline/runs/preset_cost.py)
+    "dcgan-hour": {"train.epochs": 20},
+    "wgan-gp-session": {"train.epochs": 150, "train.n_critic": 2, "train.loss": "wgan-gp",
+                        "train.dcgan.critic_norm": "instance"},  # fmt: skip
+    # the paper's recipe and 20M-image schedules (300 epochs = 21.4M images) on the tiny widths, lazy R1/R2;
+    # EMA half-life 20 kimg, StyleGAN2-ADA's batch x 10/32 at batch 64
+    "r3gan-sessions": {**R3GAN_RECIPE, "train.r3gan.preset": "tiny", "train.epochs": 300,
+                       "train.schedule_kimg": 20000.0, "train.ema_kimg": 20.0, "train.reg_every": 4},  # fmt: skip
 }
 PURPOSES: dict[str, str] = {
     "baseline": "the course's sample code: DCGAN, BCE loss, 1 epoch (simple level)",
@@ -96,9 +107,38 @@ PURPOSES: dict[str, str] = {
     "ncritic2": "2 critic steps per generator step, 50 epochs",
     "wgan": "WGAN with weight clipping and RMSprop, n_critic 2, 50 epochs",
     "wgan-gp": "WGAN-GP with an instance-norm critic, n_critic 2, 50 epochs (the course's strong level)",
-    "r3gan": "R3GAN at the paper's FFHQ-64 size and recipe (rpgan + R1/R2, cosine schedules), for a GPU",
+    "r3gan": "R3GAN at the paper's FFHQ-64 size and recipe (rpgan + R1/R2, cosine schedules), for a GPU cluster: "
+    "thousands of T4-hours",
     "r3gan-tiny": "R3GAN's recipe on the tiny preset with lazy R1/R2, for a CPU (best with data.image_size=32)",
+    "dcgan-hour": "the course's DCGAN for 20 epochs (twice epochs10, the medium level): under an hour of T4",
+    "wgan-gp-session": "WGAN-GP (strong level) for 150 epochs: fits one 12-hour Colab or Kaggle session",
+    "r3gan-sessions": "R3GAN's recipe and 20M-image schedules on the tiny widths: 2-3 T4 sessions, with train.sync",
 }
+SESSION_HOURS = 10.0  # training time a free 12-hour session leaves after set-up, sampling, evaluation and a margin
+
+
+def preset_cost(name: str) -> RunCost:
+    """The preset's images to train and estimated hours (pipeline/runs/preset_cost.py: estimates until a GPU run
+    replaces them), from the settings it trains with."""
+    from pipeline.runs.preset_cost import TrainShape, estimate
+
+    s = preset_settings(name)
+    return estimate(TrainShape(model=s["train.model"], r3gan_preset=s["train.r3gan.preset"], loss=s["train.loss"],
+                               gamma=s["train.gamma"], epochs=s["train.epochs"], batch_size=s["train.batch_size"],
+                               n_critic=s["train.n_critic"], reg_every=s["train.reg_every"]))  # fmt: skip
+
+
+def preset_line(name: str) -> str:
+    """One line of `animegan exp --list`: name, kimg, estimated T4 and CPU time, what it is for."""
+    from pipeline.runs.preset_cost import hours_text
+
+    cost = preset_cost(name)
+    return (f"{name:<16} {cost.kimg:>8,.0f} kimg  T4 {hours_text(*cost.t4_hours):<16} "
+            f"CPU {hours_text(cost.cpu_hours):<11} {PURPOSES[name]}")  # fmt: skip
+
+
+LIST_HEADER = (f"{'preset':<16} {'images to train':>13}  {'T4 fp32 (est.)':<19} {'CPU (est.)':<15} what it is for"
+               "   [estimates from FLOP counts until a GPU run replaces them: docs/training.md]")  # fmt: skip
 
 
 def preset_settings(name: str) -> dict[str, Any]:

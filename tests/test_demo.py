@@ -5,9 +5,9 @@ find everything cached. The fixture runs the demo twice: the second run must rer
 TEST_EPOCHS instead of the demo's 50 epochs and scores fewer images (`--set`, the demo's own option; see
 tests/demo_workspace.py): the same path through every stage in a fraction of the time (bench/speed/demo.py measures the
 full demo).
-Then, in a copy of that workspace, the README's experiment commands run for real on the demo's pipeline: a course
-preset through `animegan exp`, `dvc exp show`, `dvc metrics diff`, `animegan compare` / `report`, and the README's
-`dvc exp run --queue` line with `dvc queue start -j 2`.
+Then, in a copy of that workspace, the documented experiment commands run for real on the demo's pipeline: a course
+preset through `animegan exp`, `dvc exp show`, `dvc metrics diff`, `animegan compare` / `report`, docs/cluster.md's
+`dvc exp run --queue` line with `dvc queue start -j 2`, and docs/metrics.md's MTCNN evaluate line.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_metrics_have_every_field(demo) -> None:
 
 
 def sh(cwd: Path, *args: str, timeout: float = 600) -> str:
-    """A README command in the workspace copy, with the venv on PATH and the copy's code on PYTHONPATH (as the
+    """A documented command in the workspace copy, with the venv on PATH and the copy's code on PYTHONPATH (as the
     demo runs it); fails the test on a non-zero exit, returns stdout."""
     env = os.environ | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -140,13 +140,13 @@ def test_course_experiment_shows_diffs_and_compares(experiments) -> None:
     assert "## baseline" in (ws / "plots" / "report.md").read_text()
 
 
-def test_readme_queue_runs_an_experiment_in_a_worker(experiments) -> None:
+def test_documented_queue_runs_an_experiment_in_a_worker(experiments) -> None:
     ws = experiments
-    readme = (REPO / "README.md").read_text()
-    queue_line = re.search(r"`(dvc exp run --queue [^`]+)`", readme).group(1)
-    # the README's 50 epochs are a GPU's work: one epoch shows the queue, the last -S wins
+    page = (REPO / "docs" / "cluster.md").read_text()
+    queue_line = re.search(r"`(dvc exp run --queue [^`]+)`", page).group(1)
+    # the page's 50 epochs are a GPU's work: one epoch shows the queue, the last -S wins
     sh(ws, *shlex.split(queue_line), "-S", "train.epochs=1")
-    assert "`dvc queue start -j 2`" in readme
+    assert "`dvc queue start -j 2`" in page
     sh(ws, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"Queued|Running", status := sh(ws, "dvc", "queue", "status")) and time.monotonic() < deadline:
@@ -159,12 +159,12 @@ def test_readme_queue_runs_an_experiment_in_a_worker(experiments) -> None:
     assert "| baseline | wgan | FID |" in sh(ws, "animegan", "compare", "baseline", "wgan")
 
 
-def test_readme_detector_commands(experiments) -> None:
+def test_documented_detector_commands(experiments) -> None:
     ws = experiments
     ev = json.loads((ws / "metrics" / "eval.json").read_text())
     assert ev["provenance"]["detector"]["name"] == "anime"  # the default, trained by the pipeline's detector stage
-    readme = (REPO / "README.md").read_text()
-    command = re.search(r"\n(animegan evaluate --set eval.afd.detector=mtcnn)", readme).group(1)
+    page = (REPO / "docs" / "metrics.md").read_text()
+    command = re.search(r"\n(animegan evaluate --set eval.afd.detector=mtcnn)", page).group(1)
     sh(ws, *shlex.split(command))
     ev = json.loads((ws / "metrics" / "eval.json").read_text())
     assert ev["provenance"]["detector"]["name"] == "mtcnn" and 0 <= ev["afd"]["mean"] <= 1

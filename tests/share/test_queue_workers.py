@@ -1,8 +1,8 @@
-"""The README's cluster queue, run for real with `dvc queue` on CPU: one worker per GPU, and what a failure leaves.
+"""docs/cluster.md's queue, run for real with `dvc queue` on CPU: one worker per GPU, and what a failure leaves.
 
 A throwaway DVC repository whose one stage records the CUDA_VISIBLE_DEVICES it ran with (no GPU is needed to see
 which one a worker would hand its experiment), fails at once when job.fail is set, else sleeps long enough for
-both workers to take a task. Workers are started by the README's own loop (GPUS=2): `CUDA_VISIBLE_DEVICES=G dvc
+both workers to take a task. Workers are started by the page's own loop (GPUS=2): `CUDA_VISIBLE_DEVICES=G dvc
 queue start -j G+1` per GPU, each call adding only the one missing worker, which keeps the environment it had.
 """
 
@@ -42,9 +42,9 @@ stages:
 
 
 def readme_worker_loop(gpus: int) -> str:
-    """The README's shell block that starts one queue worker per GPU, for this many GPUs."""
-    block = re.search(r"\nGPUS=4\n(.*?\ndone\n)", (REPO / "README.md").read_text(), re.S)
-    assert block, "README: the GPUS=4 worker loop is gone"
+    """docs/cluster.md's shell block that starts one queue worker per GPU, for this many GPUs."""
+    block = re.search(r"\nGPUS=4\n(.*?\ndone\n)", (REPO / "docs" / "cluster.md").read_text(), re.S)
+    assert block, "docs/cluster.md: the GPUS=4 worker loop is gone"
     return f"GPUS={gpus}\n{block.group(1)}"
 
 

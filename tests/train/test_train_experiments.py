@@ -51,7 +51,8 @@ def test_seed_names_the_experiment_and_the_next_preset_puts_the_course_seed_back
 def test_list_shows_every_preset_with_what_it_is_for():
     done = CliRunner().invoke(app, ["exp", "--list"])
     assert done.exit_code == 0
-    lines = done.output.strip().splitlines()
+    header, *lines = done.output.strip().splitlines()
+    assert header.startswith("preset ") and "estimates" in header  # tests/train/test_preset_cost.py: the figures
     assert [line.split()[0] for line in lines] == list(PRESETS)
     assert all(len(line.split(maxsplit=1)[1]) > 20 for line in lines)  # a purpose, not the settings dict
     purpose = dict(line.split(maxsplit=1) for line in lines)
@@ -115,8 +116,8 @@ def test_without_a_git_identity_exp_is_one_line_and_exit_2(tmp_path):
         assert missing_identity(repo) == []
 
 
-SMALL = ["data.image_size=32", "train.batch_size=16", "train.z_dim=16", "train.g_features=8", "train.d_features=8",
-         "train.log_every=2", "train.grid_size=4", "sample.count=8"]  # fmt: skip
+SMALL = ["data.image_size=32", "train.batch_size=16", "train.z_dim=16", "train.dcgan.g_features=8",
+         "train.dcgan.d_features=8", "train.log_every=2", "train.grid_size=4", "sample.count=8"]  # fmt: skip
 KEPT_STAGES = ("download", "clean", "train", "sample")
 
 
