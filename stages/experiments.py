@@ -63,6 +63,7 @@ VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's 
     "train.ema_kimg": 0.0,
     "train.flip": False,
     "train.r3gan.preset": "paper",
+    "train.snapshot_kimg": 0.0,  # snapshots scored while training: off, as params.yaml; the GPU presets turn them on
 }
 R3GAN_RECIPE: dict[str, Any] = {  # the paper's FFHQ-64 training recipe (brownvc/R3GAN train.py)
     "train.model": "r3gan",
@@ -80,14 +81,18 @@ R3GAN_RECIPE: dict[str, Any] = {  # the paper's FFHQ-64 training recipe (brownvc
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # the course's sample code: 1 epoch
-    "epochs10": {"train.epochs": 10},
-    "ncritic2": {"train.epochs": 50, "train.n_critic": 2},
-    "wgan": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan", "train.optimizer": "rmsprop"},
+    # snapshots (train.snapshot_kimg) in the presets that train for hours on a GPU: 14 to 107 of them, about 2 s
+    # each on a T4 (bench/speed/snapshot_cost.py), the best kept in models/best.pt and sampled
+    "epochs10": {"train.epochs": 10, "train.snapshot_kimg": 50.0},
+    "ncritic2": {"train.epochs": 50, "train.n_critic": 2, "train.snapshot_kimg": 100.0},
+    "wgan": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan", "train.optimizer": "rmsprop",
+             "train.snapshot_kimg": 100.0},  # fmt: skip
     "wgan-gp": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan-gp",
-                "train.dcgan.critic_norm": "instance"},  # fmt: skip
-    # batch 256 as the paper; 300 epochs of the 71,314 faces (21.4M images) cover the 20M-image schedules
+                "train.dcgan.critic_norm": "instance", "train.snapshot_kimg": 100.0},  # fmt: skip
+    # batch 256 as the paper; 300 epochs of the 71,314 faces (21.4M images) cover the 20M-image schedules;
+    # a snapshot every 200 kimg, StyleGAN2-ADA's default interval
     "r3gan": {**R3GAN_RECIPE, "train.r3gan.preset": "paper", "train.batch_size": 256, "train.epochs": 300,
-              "train.schedule_kimg": 20000.0, "train.ema_kimg": 500.0},  # fmt: skip
+              "train.schedule_kimg": 20000.0, "train.ema_kimg": 500.0, "train.snapshot_kimg": 200.0},  # fmt: skip
     # 10 epochs (713k images) with the schedules over them; R1/R2 every 4th critic step (lazy) to save CPU
     "r3gan-tiny": {**R3GAN_RECIPE, "train.r3gan.preset": "tiny", "train.epochs": 10, "train.schedule_kimg": 713.0,
                    "train.ema_kimg": 20.0, "train.reg_every": 4, "train.gamma": 1.0,

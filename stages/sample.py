@@ -1,12 +1,15 @@
-"""sample stage: paths.models/generator.pt -> paths.samples/1.jpg .. N.jpg, paths.submission, a preview grid.
+"""sample stage: paths.models/best.pt or generator.pt -> paths.samples/1.jpg .. N.jpg, paths.submission, a grid.
 
 Usage:
     animegan sample [--set sample.count=100 --set sample.jpeg_quality=90]     # or: dvc repro sample
     from stages.sample import run; run(load_params("params.yaml"))
 
+The generator is sample.snapshot's (pipeline.train.best_file): best.pt, the best snapshot train scored on
+train.select_by (the last generator when none was scored), or generator.pt; metrics/sample.json says which.
 Image i depends only on (sample.seed, i) and the knobs sample.truncation and sample.rejection (pipeline.train.latents,
 pipeline.train.rejection; rejection uses the critic in paths.models/checkpoint.pt, a dep of the stage whatever the
-knobs: train writes it with generator.pt, so it reruns nothing more). The samples folder, the tarball, the grid and
+knobs: train writes it with generator.pt, so it reruns nothing more; it is the last step's critic, also when the
+best snapshot draws). The samples folder, the tarball, the grid and
 metrics/sample.json are all written as temporaries first and swapped in together (pipeline.core.atomic's
 staged_outputs), so they always match: a failure (a full disk, a read-only metrics/) changes none of them.
 A tarball over sample.max_submission_mb is not an error: the stage logs a warning naming the size and the fix
@@ -25,7 +28,8 @@ from pipeline.core.config import Params
 from pipeline.core.device import describe, resolve_device, sample_device
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import grid_image
-from pipeline.core.outputs import CHECKPOINT_FILE, GENERATOR_FILE, SAMPLE_METRICS_FILE, SAMPLES_GRID_FILE
+from pipeline.core.outputs import BEST_FILE, CHECKPOINT_FILE, SAMPLE_METRICS_FILE, SAMPLES_GRID_FILE
+from pipeline.train.best_file import Chosen, chosen_generator
 from pipeline.train.critic_file import load_critic
 from pipeline.train.generator_file import load_generator
 from pipeline.train.rejection import SamplingKnobs, draw_images, knob_metrics
@@ -42,7 +46,11 @@ def run(params: Params) -> None:
     grid_path, metrics_path = Path(paths.plots) / SAMPLES_GRID_FILE, Path(paths.metrics) / SAMPLE_METRICS_FILE
     remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = sample_device(resolve_device(params.device))  # float64 sampling: the CPU when the device is MPS
-    generator_path = Path(paths.models) / GENERATOR_FILE
+    chosen = chosen_generator(Path(paths.models), sample.snapshot)
+    if chosen.snapshot != sample.snapshot:
+        log.info("sample.snapshot=best: %s holds no scored snapshot (train.snapshot_kimg was 0, or none was due): "
+                 "drawing the last generator", Path(paths.models) / BEST_FILE)  # fmt: skip
+    generator_path = chosen.path
     generator = load_generator(generator_path, map_location=device)
     knobs = SamplingKnobs.of(sample)
     critic = None
@@ -71,6 +79,7 @@ def run(params: Params) -> None:
             "max_submission_mb": sample.max_submission_mb,
             "over_limit": over,
             "generator_sha256": sha256_file(generator_path),
+            "snapshot": snapshot_metrics(sample.snapshot, chosen),
             "device": describe(device),
             **knob_metrics(knobs, critic, drawn),
         }
@@ -81,3 +90,12 @@ def run(params: Params) -> None:
             submission, mb, sample.max_submission_mb,
         )  # fmt: skip
     log.info("wrote %d samples to %s and %s (%.2f MB)", len(images), samples, submission, mb)
+
+
+def snapshot_metrics(asked: str, chosen: Chosen) -> dict:
+    """sample.json's record of which generator drew the samples: the best snapshot (its step and scores) or the
+    last. The snapshot scores are optimistic (the best of several noisy ones): evaluate scores the samples afresh."""
+    out = {"asked": asked, "drawn": chosen.snapshot}
+    if chosen.record is not None:
+        out |= {k: chosen.record[k] for k in ("step", "kimg", "select_by", "scores")}
+    return out

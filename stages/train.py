@@ -9,7 +9,9 @@ Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or wit
 rerun rewrites nothing. Only rank 0 writes. A second `animegan train` in the same workspace refuses while one runs
 (paths.models/.train.lock). With train.sync the run's checkpoints are also published there and a newer verified
 synced checkpoint is resumed from (pipeline.train.sync). Curves and per-epoch grids go to paths.plots/train/ (see
-pipeline.train.log); the clean faces are loaded once, whole, onto the training device.
+pipeline.train.log); the clean faces are loaded once, whole, onto the training device. With train.snapshot_kimg > 0
+the snapshots are scored by pipeline.metrics.snapshot_scorer (loaded once per run) and the best is kept in
+paths.models/best.pt (pipeline.train.snapshots); with snapshots off best.pt is a copy of generator.pt.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
-from pipeline.core.outputs import CHECKPOINT_FILE, GENERATOR_FILE, TRAIN_METRICS_FILE
+from pipeline.core.outputs import BEST_FILE, CHECKPOINT_FILE, GENERATOR_FILE, TRAIN_METRICS_FILE
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
 
@@ -36,11 +38,13 @@ def run(params: Params) -> None:
     if params.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
     from pipeline.core.distributed import init_distributed
+    from pipeline.metrics.snapshot_scorer import check_snapshot_params, load_snapshot_scorer
     from pipeline.train.families import check_family_params
     from pipeline.train.log import DvcLiveTrainLog
     from pipeline.train.loop import TrainPaths, train_gan
 
     check_family_params(params.train)  # train.model and the families' sections: refused before any work
+    check_snapshot_params(params)  # metric names, and with snapshots on the reference and detector: before any work
     paths = params.paths
     models = Path(paths.models)
     # the device first: one that cannot run stops before any work (resolving it starts nothing)
@@ -53,9 +57,11 @@ def run(params: Params) -> None:
             summary = train_gan(
                 faces,
                 params.train,
-                TrainPaths(checkpoint=models / CHECKPOINT_FILE, generator=models / GENERATOR_FILE),
+                TrainPaths(checkpoint=models / CHECKPOINT_FILE, generator=models / GENERATOR_FILE,
+                           best=models / BEST_FILE),
                 dist_info,
                 make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
+                make_scorer=lambda device: load_snapshot_scorer(params, device),
             )
             if dist_info.is_main:
                 remove_stale_temporaries(Path(paths.metrics) / TRAIN_METRICS_FILE)

@@ -152,6 +152,11 @@ class TrainParams(Section):
     on_mismatch: Literal["refuse", "restart"]
     sync: str
     sync_stale_s: NonNegFloat
+    snapshot_kimg: NonNegFloat  # 0: off (pipeline/train/snapshots.py)
+    snapshot_metrics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    snapshot_count: Annotated[int, Field(ge=2)]
+    select_by: Annotated[str, Field(min_length=1)]
+    patience: NonNegInt  # 0: off
 
 
 class SampleParams(Section):
@@ -163,6 +168,7 @@ class SampleParams(Section):
     truncation: NonNegFloat  # 0: off (pipeline/train/latents.py)
     rejection: Literal["none", "top_k", "drs"]  # pipeline/train/rejection.py
     rejection_k: PositiveInt
+    snapshot: Literal["best", "last"]  # pipeline/train/best_file.py
 
 
 class FidParams(Section):

@@ -16,6 +16,7 @@ from __future__ import annotations
 # paths.models
 GENERATOR_FILE = "generator.pt"  # train writes it; sample and evaluate draw from it
 CHECKPOINT_FILE = "checkpoint.pt"  # train's resumable state
+BEST_FILE = "best.pt"  # train: the best snapshot on train.select_by (pipeline/train/best_file.py); sample draws it
 
 # paths.metrics
 DATA_METRICS_FILE = "data.json"  # clean
@@ -30,7 +31,7 @@ SAMPLES_GRID_FILE = "samples_grid.png"  # sample
 COPIES_PICTURE_FILE = "copies.png"  # evaluate: the closest samples beside their training faces; report shows it
 
 STAGE_FILES = {  # holder -> the names the stages write inside it
-    "models": (GENERATOR_FILE, CHECKPOINT_FILE),
+    "models": (GENERATOR_FILE, CHECKPOINT_FILE, BEST_FILE),
     "metrics": (DATA_METRICS_FILE, TRAIN_METRICS_FILE, DETECTOR_METRICS_FILE, SAMPLE_METRICS_FILE, EVAL_METRICS_FILE),
     "plots": (CLEAN_PREVIEW_FILE, SAMPLES_GRID_FILE, COPIES_PICTURE_FILE),
 }

@@ -5,11 +5,13 @@ Usage:
     check_draws_can_be_made(params)       # UserError before any scoring: no generator, or samples of another one
     for images in evaluation_draws(params, submitted, device): ...   # uint8 (N, H, W, 3), one draw at a time
 
-Draws d >= 1 come from paths.models/generator.pt with latents that depend only on (sample.seed, d, i) and with the
-sample stage's knobs (sample.truncation, sample.rejection: pipeline.train.rejection), through the same JPEG
-encode/decode at sample.jpeg_quality, so every draw is scored as the course would score its files
-(pipeline.train.sampling). The samples must have been drawn by that same generator, as metrics/sample.json records:
-after retraining without re-sampling, one score would mix two generators.
+Draws d >= 1 come from the generator sample.snapshot names (pipeline.train.best_file: best.pt or generator.pt)
+with latents that depend only on (sample.seed, d, i) and with the sample stage's knobs (sample.truncation,
+sample.rejection: pipeline.train.rejection), through the same JPEG encode/decode at sample.jpeg_quality, so every
+draw is scored as the course would score its files (pipeline.train.sampling). The samples must have been drawn by
+that same generator, as metrics/sample.json records: after retraining without re-sampling, one score would mix two
+generators. These fresh draws are also why evaluate's scores of the best snapshot are not the optimistic ones train
+picked it by (the best of several noisy scores).
 """
 
 from __future__ import annotations
@@ -24,23 +26,29 @@ import numpy as np
 from pipeline.core.config import Params
 from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
-from pipeline.core.outputs import CHECKPOINT_FILE, GENERATOR_FILE, SAMPLE_METRICS_FILE
+from pipeline.core.outputs import CHECKPOINT_FILE, SAMPLE_METRICS_FILE
+from pipeline.train.best_file import chosen_generator
 from pipeline.train.critic_file import load_critic
 from pipeline.train.generator_file import load_generator
 from pipeline.train.rejection import SamplingKnobs, draw_images
 from pipeline.train.sampling import jpeg_roundtrip
 
 
+def generator_file(params: Params) -> Path:
+    """The generator the samples come from: best.pt or generator.pt, as sample.snapshot chooses."""
+    return chosen_generator(Path(params.paths.models), params.sample.snapshot).path
+
+
 def check_draws_can_be_made(params: Params) -> None:
-    generator = Path(params.paths.models) / GENERATOR_FILE
+    generator = generator_file(params)
     if params.eval.repeats > 1 and not generator.is_file():  # fail before minutes of scoring draw 0
         raise UserError(f"generator file not found: {generator} (eval.repeats > 1 draws from it; run train first)")
     check_samples_generator(params)
 
 
 def check_samples_generator(params: Params) -> None:
-    """UserError unless the samples (draw 0) were drawn by the generator.pt that draws the other draws."""
-    generator = Path(params.paths.models) / GENERATOR_FILE
+    """UserError unless the samples (draw 0) were drawn by the generator that draws the other draws."""
+    generator = generator_file(params)
     if not generator.is_file():  # eval.repeats == 1: only the samples are scored
         return
     stamp, samples = Path(params.paths.metrics) / SAMPLE_METRICS_FILE, params.paths.samples
@@ -67,7 +75,7 @@ def evaluation_draws(params: Params, submitted: np.ndarray, device: Any) -> Iter
     yield submitted
     if params.eval.repeats > 1:
         models = Path(params.paths.models)
-        generator = load_generator(models / GENERATOR_FILE, map_location=device)
+        generator = load_generator(generator_file(params), map_location=device)
         knobs = SamplingKnobs.of(sample)
         critic = None
         if knobs.needs_critic:

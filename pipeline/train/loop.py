@@ -14,7 +14,7 @@ training (more epochs) continues a finished shorter one exactly. What a step doe
 (pipeline.train.families: networks, losses, penalties, schedules); this module is the loop around it: build,
 resume, step, log, checkpoint. Beside it: plan.py (steps and paths), resume.py (the checkpoint or a synced one,
 vetted; the sync publisher), wrappers.py (DDP, compile, channels_last), meter.py (the logged values), health.py
-(finite weights, ranks in sync).
+(finite weights, ranks in sync), snapshots.py (snapshots scored while training, the best kept, train.patience).
 
 With train.reuse_fake the generator step scores the fake batch of the last critic step instead of drawing a
 new one (the course draws a fresh G(z)); the critic sees that batch detached (the course's D step forgets
@@ -51,6 +51,7 @@ from pipeline.train.health import check_finite_weights, check_ranks_in_sync, wei
 from pipeline.train.meter import Meter
 from pipeline.train.plan import Plan, TrainPaths, check_faces, plan_steps
 from pipeline.train.resume import Start, checkpoint_state, ensure_generator, restore, resumed
+from pipeline.train.snapshots import Snapshots, SnapshotScorer, keep_best_file, saved_best, stopped_early
 from pipeline.train.sync import Publisher
 from pipeline.train.wrappers import configure_backends, wrap_for_speed
 
@@ -94,6 +95,7 @@ class Trainer:
     start_step: int = 0
     wall_before: float = 0.0
     publisher: Publisher | None = None
+    snapshots: Snapshots | None = None  # train.snapshot_kimg > 0: the scored snapshots (pipeline/train/snapshots.py)
     t_start: float = 0.0
     last_losses: dict[str, float] = field(default_factory=lambda: {"loss_d": float("nan"), "loss_g": float("nan")})
 
@@ -115,21 +117,27 @@ def train_gan(
     paths: TrainPaths,
     dist_info: DistInfo,
     make_log: Callable[[int], TrainLog] | None = None,
+    make_scorer: Callable[[torch.device], SnapshotScorer] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or find finished) and return the training's summary (what metrics/train.json holds).
 
     make_log(start_step) is called on rank 0 only when training actually runs: start_step 0 means a fresh start
-    (clear old curves), more means a resumed one (keep curves up to that step).
+    (clear old curves), more means a resumed one (keep curves up to that step). make_scorer(device) likewise, with
+    train.snapshot_kimg > 0: what scores the snapshots (pipeline.train.snapshots).
     """
     check_faces(faces)
     setup = _build(faces, params, dist_info)
     with resumed(faces, params, setup.plan, paths, dist_info, setup.fingerprint) as start:
         start_step, wall_before = restore(start.state, setup.nets) if start.state is not None else (0, 0.0)
-        if start_step == setup.plan.total_steps and start.state.get("summary") is not None:
+        if start.state is not None and start.state.get("summary") is not None and (
+            start_step == setup.plan.total_steps or stopped_early(start.state, params.patience)
+        ):
             return _finished(start, start_step, setup, paths, dist_info)
         if start.state is not None:
             _log_resume(start, start_step, setup, paths, dist_info)
         trainer = _trainer(faces, params, paths, dist_info, setup, start, start_step, wall_before)
+        trainer.snapshots = Snapshots.begin(params, setup.plan, start.state, dist_info, make_scorer, paths.best,
+                                            setup.family.config)  # fmt: skip
         train_log = make_log(start_step) if (make_log is not None and dist_info.is_main) else None
         return _train(trainer, train_log)
 
@@ -156,6 +164,7 @@ def _finished(start: Start, step: int, setup: _Setup, paths: TrainPaths, dist_in
     """The checkpoint holds the finished training: make sure generator.pt and the synced copy have it too."""
     if dist_info.is_main:
         ensure_generator(paths.generator, setup.nets.sampler, setup.family.config)
+        keep_best_file(paths.best, paths.generator, saved_best(start.state), setup.family.config)
     log.info("training already finished at step %d: nothing to do", step)
     if start.publisher is not None and (start.publisher.folder.newest_step or 0) < step:
         start.publisher.publish(paths.checkpoint, step)  # its last publish failed: once more now
@@ -211,11 +220,15 @@ def _train(trainer: Trainer, train_log: TrainLog | None) -> dict[str, Any]:
             if bar is not None:
                 bar.update(plan.images_per_step)
             summary = _after_step(trainer, step + 1, meter, train_log, bar) or summary
+            if trainer.snapshots is not None and trainer.snapshots.stopped:
+                break  # train.patience ran out: this step's checkpoint holds the summary
     if train_log is not None:
         train_log.grid("final", _grid(trainer.nets, trainer.grid_z))
     if dist_info.is_main:
         # while the last upload runs
         save_generator(trainer.paths.generator, trainer.nets.sampler, trainer.family.config)
+        best = trainer.snapshots.best if trainer.snapshots is not None else None
+        keep_best_file(trainer.paths.best, trainer.paths.generator, best, trainer.family.config)
     return summary
 
 
@@ -259,6 +272,9 @@ def _after_step(trainer: Trainer, done: int, meter: Meter, train_log: TrainLog |
                                      "images_per_s": steps_per_s * plan.images_per_step})  # fmt: skip
     if epoch_end and train_log is not None:
         train_log.grid(f"epoch_{done // plan.steps_per_epoch:03d}", _grid(trainer.nets, trainer.grid_z))
+    if trainer.snapshots is not None and trainer.snapshots.due(done):
+        trainer.snapshots.take(trainer.nets, done, train_log)  # before the checkpoint: it holds the history
+        checkpoint_due = checkpoint_due or trainer.snapshots.stopped
     if not checkpoint_due:
         return None
     return _checkpoint(trainer, done)
@@ -281,10 +297,14 @@ def _checkpoint(trainer: Trainer, done: int) -> dict[str, Any] | None:
     check_finite_weights(done, trainer.paths.checkpoint, nets.g, nets.d)
     check_ranks_in_sync(trainer.dist_info, done, nets.g, nets.d, nets.ema)
     run_s = time.perf_counter() - trainer.t_start
-    summary = _summary(trainer, done, run_s) if done == plan.total_steps else None
+    snapshots = trainer.snapshots
+    final = done == plan.total_steps or (snapshots is not None and snapshots.stopped)
+    summary = _summary(trainer, done, run_s) if final else None
     if trainer.dist_info.is_main:
         state = checkpoint_state(trainer.signature, done, plan, nets, trainer.wall_before + run_s, summary)
         state["fingerprint"] = trainer.fingerprint
+        if snapshots is not None:
+            state["snapshots"] = snapshots.state()
         save_checkpoint(trainer.paths.checkpoint, state)
         if trainer.publisher is not None:
             trainer.publisher.publish(trainer.paths.checkpoint, done)  # at once unless the last upload is unfinished
@@ -305,6 +325,7 @@ def _grid(nets: Nets, z: torch.Tensor) -> np.ndarray:
 def _summary(trainer: Trainer, steps: int, run_s: float) -> dict[str, Any]:
     """metrics/train.json: the finished training; run_s is this call's seconds of training."""
     plan, dist_info = trainer.plan, trainer.dist_info
+    snapshots = {"snapshots": trainer.snapshots.summary()} if trainer.snapshots is not None else {}
     return {
         "steps": steps,
         "epochs": steps / plan.steps_per_epoch,
@@ -320,4 +341,5 @@ def _summary(trainer: Trainer, steps: int, run_s: float) -> dict[str, Any]:
         "loss": trainer.params.loss,
         "generator_sha256": weights_digest(trainer.nets.sampler),
         "speed": trainer.speed.as_dict(),  # which speed options ran (metrics/train.json)
+        **snapshots,
     }

@@ -25,6 +25,7 @@ from pipeline.core.errors import UserError
 class TrainPaths:
     checkpoint: Path  # the resumable checkpoint (pipeline/train/checkpoint.py)
     generator: Path  # generator.pt, what later stages sample (pipeline/train/generator_file.py)
+    best: Path | None = None  # best.pt, the best scored snapshot (pipeline/train/best_file.py); None: not written
 
 
 @dataclass(frozen=True)

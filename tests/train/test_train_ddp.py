@@ -30,7 +30,7 @@ def test_two_gloo_ranks_stay_in_sync_and_only_rank_0_writes(tmp_path, faces, var
 
     assert not [p for p in (tmp_path / "rank1").rglob("*") if p.is_file()]  # rank 1 wrote nothing
     models = Path(params.paths.models)
-    assert sorted(p.name for p in models.iterdir()) == [".train.lock", "checkpoint.pt", "generator.pt"]
+    assert sorted(p.name for p in models.iterdir()) == [".train.lock", "best.pt", "checkpoint.pt", "generator.pt"]
     assert (Path(params.paths.metrics) / "train.json").is_file()
     assert torch.load(models / "checkpoint.pt", weights_only=True)["step"] == 4
     assert load_generator(models / "generator.pt")

@@ -51,7 +51,8 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
         train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
     assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
     assert not stale.exists()
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == [".train.lock", "checkpoint.pt", "generator.pt"]
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [".train.lock", "best.pt", "checkpoint.pt", "generator.pt"]
+    assert (ckpt.parent / "best.pt").read_bytes() == (ckpt.parent / "generator.pt").read_bytes()  # no snapshots
     curves = sorted((Path(params.paths.plots) / "train" / "live" / "plots" / "metrics").rglob("*.tsv"))
     assert curves
     for tsv in curves:  # whatever the kill tore, each curve now runs once through every step, to the end
