@@ -7,7 +7,7 @@ Usage:
     animegan exp baseline --set train.epochs=3   # extends it to 3 epochs
     animegan exp wgan-gp --dry-run   # print the steps only
     animegan exp wgan-gp --seed 1    # experiment wgan-gp-seed1, trained with train.seed=1
-    animegan exp --list              # every preset and what it is for
+    animegan exp --list              # every preset: images to train, estimated T4/CPU time, what it is for
     animegan exp r3gan-tiny --set data.image_size=32
     animegan exp wgan-gp --push origin   # then: dvc exp push origin wgan-gp (git ref + cached outputs)
     animegan exp wgan-gp --seed 1 --queue   # dvc exp run -n ... --queue; start workers with dvc queue start
