@@ -17,8 +17,8 @@ What it may name, a local path or an fsspec URL as train.sync (the first that fi
   1. a checkpoint file: an earlier output's models/checkpoint.pt;
   2. one run's folder of train.sync's layout (its latest.json in it);
   3. a train.sync location: the folder of these params under it (<model>-<loss>-<16 hex>/latest.json);
-  4. a folder holding checkpoint.pt (an earlier models/), or an earlier workspace holding it where this workspace
-     does (models/checkpoint.pt): the notebook names /kaggle/input/<earlier-output>/animegan.
+  4. a folder holding checkpoint.pt (an earlier models/), or an earlier workspace holding it as this workspace does
+     (models/checkpoint.pt): e.g. /kaggle/input/<earlier-output>/animegan.
 A location with only other params' run folders (3) gives candidates of other params; a path that does not exist or
 holds none of these is a one-line UserError.
 
@@ -153,9 +153,9 @@ class _NotNewer(Exception):
 
 
 def checkpoint_places(checkpoint: Path) -> list[str]:
-    """Where a folder may hold the checkpoint, relative to it: its file name (an earlier models/), then the
-    checkpoint's path inside this workspace (an earlier workspace: models/checkpoint.pt)."""
-    places = [checkpoint.name]
+    """Where a folder may hold the checkpoint, relative to it: its file name (an earlier models/), then its folder's
+    name and its file name, then its path inside this workspace (an earlier workspace: models/checkpoint.pt)."""
+    places = [checkpoint.name, f"{checkpoint.parent.name}/{checkpoint.name}"]
     relative = checkpoint
     if checkpoint.is_absolute():
         try:
