@@ -98,6 +98,8 @@ def _vetted_state(
     for stale in remove_stale_temporaries(paths.checkpoint, paths.generator):
         log.info("removed %s, left by an interrupted checkpoint write", stale)
     current = training_signature(params, faces.shape[1], faces_digest(faces), len(faces))
+    # found before anything is written or leased: a source that is not there stops here
+    source = ResumeSource.open(params.resume_from, current, paths.checkpoint) if params.resume_from else None
     state = load_checkpoint(paths.checkpoint)
     foreign = []
     if state is not None and (diffs := _differences(state, current, plan)):
@@ -111,8 +113,8 @@ def _vetted_state(
         synced = _install_synced(publisher, params, current, state, plan, paths)
         state = synced if synced is not None else state
         foreign += publisher.folder.other_params
-    if params.resume_from:
-        earlier, others = _install_earlier(params, current, state, plan, paths)
+    if source is not None:
+        earlier, others = _install_earlier(source, current, state, plan, paths)
         state = earlier if earlier is not None else state
         foreign += others
     if state is None and foreign:  # no checkpoint of these params anywhere: train.on_mismatch decides
@@ -165,13 +167,12 @@ def _install_synced(
 
 
 def _install_earlier(
-    params: TrainParams, current: dict[str, Any], local: dict[str, Any] | None, plan: Plan, paths: TrainPaths
+    source: ResumeSource, current: dict[str, Any], local: dict[str, Any] | None, plan: Plan, paths: TrainPaths
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """train.resume_from, read only: install its newest checkpoint newer than local that passes every check as
     paths.checkpoint; (its state or None, its candidates of other params). UserError when it has nothing this
     training can use (damaged, more steps than asked) and no other checkpoint of these params exists: a source named
     to resume from is never passed over for step 0 without a word; only other params leave it to train.on_mismatch."""
-    source = ResumeSource.open(params.resume_from, current, paths.checkpoint)
     passed: dict[str, Any] = {}
     check = _content_check(current, plan, passed, source.other_params, source.where)
     local_step = int(local["step"]) if local is not None else 0
