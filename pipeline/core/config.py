@@ -152,6 +152,7 @@ class TrainParams(Section):
     on_mismatch: Literal["refuse", "restart"]
     sync: str
     sync_stale_s: NonNegFloat
+    resume_from: str
     snapshot_kimg: NonNegFloat  # 0: off (pipeline/train/snapshots.py)
     snapshot_metrics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     snapshot_count: Annotated[int, Field(ge=2)]
@@ -300,6 +301,7 @@ def validate(raw: dict[str, Any], source: str = "params") -> Params:
     check_runnable(params, source)
     check_output_paths(params, source)
     check_sync_folder(params, source)
+    check_resume_source(params, source)
     return params
 
 
@@ -415,18 +417,51 @@ def check_sync_folder(params: Params, source: str = "params") -> None:
     """UserError when train.sync, a local folder, lies in the workspace's outputs: there DVC and the stages replace
     or remove what they do not know (`dvc repro` deletes a synced folder inside samples/ with the samples it
     replaces). Inside the project folder the whole top folder of an output counts (data/ holds data/raw, ...)."""
-    sync = params.train.sync
-    if not sync or ("://" in sync and not sync.startswith("file://")):
-        return  # no sync, or a remote store
-    folder = Path(sync.removeprefix("file://")).expanduser().resolve()
+    folder = local_folder(params.train.sync)
+    if folder is not None and (found := output_area_holding(folder, params)) is not None:
+        area, name = found
+        raise UserError(f"{source}: train.sync ({folder}) lies in {area}, where {name} is written and DVC "
+                        "replaces what it does not know: give the synced checkpoints a folder outside the "
+                        "workspace's outputs")  # fmt: skip
+
+
+def check_resume_source(params: Params, source: str = "params") -> None:
+    """UserError when train.resume_from, a local path, lies in the workspace's outputs (the same areas as
+    train.sync's), or holds a place this workspace writes (an output, train.sync): it is only ever read, and a
+    source that training writes into is no earlier run's."""
+    folder = local_folder(params.train.resume_from)
+    if folder is None:
+        return
+    if (found := output_area_holding(folder, params)) is not None:
+        area, name = found
+        raise UserError(f"{source}: train.resume_from ({folder}) lies in {area}, where {name} is written: resume "
+                        "from an earlier run's folder outside the workspace's outputs")  # fmt: skip
+    sync = local_folder(params.train.sync)
+    written = [(name, path) for name, path, _ in output_layout(params) if name != "data.url"]
+    for name, path in [*written, *([("train.sync", sync)] if sync is not None else [])]:
+        if folder == path or folder in path.parents or (name == "train.sync" and path in folder.parents):
+            raise UserError(f"{source}: train.resume_from ({folder}) holds {name} ({path}), which this workspace "
+                            "writes: name the earlier run's own folder, outside what this one writes")  # fmt: skip
+
+
+def local_folder(location: str) -> Path | None:
+    """A train.sync or train.resume_from value as a resolved local path; None for "" or a remote store's URL."""
+    if not location or ("://" in location and not location.startswith("file://")):
+        return None
+    return Path(location.removeprefix("file://")).expanduser().resolve()
+
+
+def output_area_holding(folder: Path, params: Params) -> tuple[Path, str] | None:
+    """(area, output's name) of the workspace output area that is or holds folder, else None. An output's area is
+    the output itself, or its top folder when it lies in the project (data/ holds data/raw, ...): there DVC and the
+    stages replace or remove what they do not know."""
     project = Path(".").resolve()
-    areas = []  # (area, name): an output's area is the output itself, or its top folder in the project
+    areas = []  # (is a top folder, area, name): the output that is the area itself names it first
     for name, path, _ in output_layout(params):
         if name not in NOT_OUTPUTS:
             area = project / path.relative_to(project).parts[0] if project in path.parents else path
-            areas.append((area != path, area, name))  # the output that is the area itself names it first
+            areas.append((area != path, area, name))
     for _, area, name in sorted(areas, key=lambda a: a[0]):
         if folder == area or area in folder.parents:
-            raise UserError(f"{source}: train.sync ({folder}) lies in {area}, where {name} is written and DVC "
-                            "replaces what it does not know: give the synced checkpoints a folder outside the "
-                            "workspace's outputs")  # fmt: skip
+            return area, name
+    return None

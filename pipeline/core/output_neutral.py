@@ -23,6 +23,8 @@ OUTPUT_NEUTRAL_PARAMS: dict[str, str] = {
     "train.sync": "where checkpoints are also published and resumed from; a resumed run continues from the same "
     "verified checkpoint bytes, so it trains the same weights (a different machine's fingerprint is warned about)",
     "train.sync_stale_s": "when another machine's lease on a run counts as abandoned; decides who trains, not what",
+    "train.resume_from": "an earlier run's checkpoints to continue from, only read; a resumed run continues from the "
+    "verified checkpoint bytes, so it trains the same weights (a different machine's fingerprint is warned about)",
     "sample.batch_size": "image i depends only on (sample.seed, i), not on the batch it is drawn in",
     "eval.fid.batch_size": "Inception features are the same for any batch size",
     "eval.fid.cache_dir": "where downloaded weights (checked by hash) and the calibrated untrained network are kept",

@@ -8,12 +8,19 @@ Usage:
     sync_needs_extra("hf://datasets/me/runs")   # True: pip install -e '.[sync]' first
     secrets_to_environ("s3://bucket/runs", platform_secret_reader("colab"), os.environ)
     drive_folder("wgan-gp")                  # /content/drive/MyDrive/animegan/wgan-gp: Colab's train.sync
+    kaggle_sync_folder()                     # /kaggle/working/checkpoints: Kaggle's train.sync, kept by a saved version
+    earlier_outputs(workspace="animegan")    # [/kaggle/input/<earlier-version>/checkpoints]: train.resume_from
 
 Colab sets COLAB_RELEASE_TAG (and COLAB_GPU); Kaggle sets KAGGLE_KERNEL_RUN_TYPE and has /kaggle. A token for
 train.sync lives in the platform's secrets (Colab: the key icon, `google.colab.userdata`; Kaggle: Add-ons >
 Secrets, `kaggle_secrets`), which are not environment variables: secrets_to_environ copies the ones the URL's
 fsspec backend reads (HF_TOKEN; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) into the
 environment, never over a variable already set.
+
+Kaggle keeps a session's /kaggle/working only as a saved version's output, which a later session reads back
+read-only under /kaggle/input/... once added as input: the notebook keeps a Kaggle run's checkpoints in
+/kaggle/working/checkpoints (train.sync, each with its sha256 in latest.json), and earlier_outputs() finds such
+folders of earlier outputs to resume from (train.resume_from; pipeline/train/resume_source.py).
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ SECRETS_PLACE = {
     KAGGLE: "Kaggle's Add-ons > Secrets (tick it for this notebook)",
 }
 DRIVE_MOUNT = Path("/content/drive")
+KAGGLE_WORKING, KAGGLE_INPUT = Path("/kaggle/working"), Path("/kaggle/input")
+KAGGLE_CHECKPOINTS = "checkpoints"  # the folder of /kaggle/working that holds a Kaggle run's train.sync
 # Per URL scheme: the variables its fsspec backend needs, then those it reads when present.
 SYNC_SECRETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hf": (("HF_TOKEN",), ()),
@@ -126,3 +135,34 @@ def secrets_to_environ(
         raise UserError(f"train.sync {url} needs {' and '.join(missing)}: add {'them' if len(missing) > 1 else 'it'} "
                         f"to {where}, or set the environment variable")  # fmt: skip
     return copied
+
+
+def kaggle_sync_folder(working: Path = KAGGLE_WORKING) -> Path:
+    """Where the notebook keeps a Kaggle run's checkpoints (train.sync): in /kaggle/working, which a saved version
+    keeps as its output, beside the workspace (outside its outputs)."""
+    return working / KAGGLE_CHECKPOINTS
+
+
+def earlier_outputs(input_root: Path = KAGGLE_INPUT, workspace: str = "animegan", depth: int = 3) -> list[Path]:
+    """Earlier outputs of the notebook added as input, at most depth folders under input_root: for each, its
+    checkpoints/ when that holds train.sync run folders (<run>/latest.json), else its workspace folder when that
+    holds models/checkpoint.pt. What train.resume_from may name; sorted, [] when input_root does not exist."""
+    found, level = [], [Path(input_root)]
+    for _ in range(depth):
+        level = [Path(e.path) for folder in level for e in _folders(folder)]
+        for output in level:
+            if any((output / KAGGLE_CHECKPOINTS).glob("*/latest.json")):
+                found.append(output / KAGGLE_CHECKPOINTS)
+            elif (output / workspace / "models" / "checkpoint.pt").is_file():
+                found.append(output / workspace)
+    return sorted(found)
+
+
+def _folders(folder: Path) -> list[os.DirEntry]:
+    """The folders right inside folder (none when it is not one); from the listing's entry types, so a dataset of
+    71k images costs no stat each."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e for e in entries if e.is_dir()]
+    except OSError:
+        return []

@@ -1,4 +1,4 @@
-"""Where a training starts: the local checkpoint or a newer synced one, vetted against the params, or step 0.
+"""Where a training starts: the local checkpoint or a newer synced or earlier one, vetted against the params, or step 0.
 
 Usage:
     from pipeline.train.resume import resumed, restore, checkpoint_state
@@ -11,15 +11,18 @@ Usage:
     save_checkpoint(path, checkpoint_state(signature, step, plan, nets, wall_s, summary))
 
 Rank 0 reads and vets; every rank gets rank 0's verdict (the state, none, or the error), so all start from the
-same step or all stop with the same one-line error. Candidates, newest step first: with train.sync, the synced
-checkpoints newer than the local one (rank 0 also takes the lease of these params' folder there), then the local
-checkpoint. A synced candidate is downloaded to a temporary beside the checkpoint and renamed over it only after
-every check: size and sha256 (pipeline.train.sync), then its params (signature), its step and its fingerprint
-against what latest.json records, and no more steps than asked; one that fails is skipped with one warning for the
-next, so the local checkpoint is never lost to a bad or foreign file. train.on_mismatch decides only when no
-checkpoint of these params exists anywhere: refuse (UserError naming what differs) or restart (a warning, step 0).
-A local checkpoint of other params under refuse is refused at once, before any synced one could replace it.
-"""
+same step or all stop with the same one-line error. Candidates, the newest verified step wins: the local
+checkpoint; with train.sync, the synced checkpoints newer than it (rank 0 also takes the lease of these params'
+folder there); with train.resume_from, an earlier run's checkpoints newer than both (pipeline.train.resume_source:
+only read, no lease). A synced or earlier candidate is downloaded to a temporary beside the checkpoint and renamed
+over it only after every check: size and sha256 where a pointer records them (pipeline.train.sync), then its params
+(signature), its step and its fingerprint against what latest.json records, and no more steps than asked; one that
+fails is skipped with one warning for the next, so the local checkpoint is never lost to a bad or foreign file.
+train.on_mismatch decides only when no checkpoint of these params exists anywhere: refuse (UserError naming what
+differs) or restart (a warning, step 0). A local checkpoint of other params under refuse is refused at once, before
+any synced one could replace it. A train.resume_from that yields nothing this training can continue, other params
+aside (damaged, more steps than asked), with no other checkpoint to start from, is a UserError whatever
+train.on_mismatch says: the run was asked to continue, not to start over."""
 
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from pipeline.train.checkpoint import load_checkpoint, signature_differences, tr
 from pipeline.train.families import Nets
 from pipeline.train.generator_file import load_generator, save_generator
 from pipeline.train.plan import Plan, TrainPaths
+from pipeline.train.resume_source import ResumeSource
 from pipeline.train.sync import POINTER, Publisher, SyncFolder
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,8 @@ def _vetted_state(
     for stale in remove_stale_temporaries(paths.checkpoint, paths.generator):
         log.info("removed %s, left by an interrupted checkpoint write", stale)
     current = training_signature(params, faces.shape[1], faces_digest(faces), len(faces))
+    # found before anything is written or leased: a source that is not there stops here
+    source = ResumeSource.open(params.resume_from, current, paths.checkpoint) if params.resume_from else None
     state = load_checkpoint(paths.checkpoint)
     foreign = []
     if state is not None and (diffs := _differences(state, current, plan)):
@@ -107,10 +113,14 @@ def _vetted_state(
         synced = _install_synced(publisher, params, current, state, plan, paths)
         state = synced if synced is not None else state
         foreign += publisher.folder.other_params
+    if source is not None:
+        earlier, others = _install_earlier(source, current, state, plan, paths)
+        state = earlier if earlier is not None else state
+        foreign += others
     if state is None and foreign:  # no checkpoint of these params anywhere: train.on_mismatch decides
         if params.on_mismatch == "refuse":
             raise UserError(f"only checkpoints of other params to resume from: {', '.join(foreign)}; to start over, "
-                            "delete them or set train.on_mismatch=restart")  # fmt: skip
+                            "delete them (or unset train.resume_from) or set train.on_mismatch=restart")  # fmt: skip
         log.warning("only checkpoints of other params to resume from (%s): starting over", ", ".join(foreign))
     return state, (state["signature"] if state is not None else current), publisher
 
@@ -144,19 +154,7 @@ def _install_synced(
     """Install the newest synced checkpoint newer than local that passes every check as paths.checkpoint; its
     state, or None (paths.checkpoint untouched). Starts the lease's heartbeat."""
     folder, passed = publisher.folder, {}
-
-    def check(candidate: Path, entry: dict[str, Any]) -> str | None:
-        try:
-            state = load_checkpoint(candidate)
-        except UserError as e:
-            return f"is not a checkpoint this version reads ({one_line(e, 160)})"
-        if diffs := signature_differences(state["signature"], current):
-            folder.other_params.append(f"{folder.url}/{entry['file']} ({'; '.join(diffs)})")
-            return f"is from other params ({'; '.join(diffs)})"
-        problem = _candidate_problem(state, entry, plan)
-        passed["state"] = state if problem is None else None
-        return problem
-
+    check = _content_check(current, plan, passed, folder.other_params, folder.url)
     try:
         local_step = int(local["step"]) if local is not None else 0
         synced = folder.resume(local_step, current, paths.checkpoint, plan.total_steps, check)
@@ -166,6 +164,49 @@ def _install_synced(
         raise UserError(f"train.sync {folder.url}: cannot read it ({type(e).__name__}: {one_line(e, 200)})") from None
     publisher.lease.start_heartbeat()
     return passed.get("state") if synced is not None else None
+
+
+def _install_earlier(
+    source: ResumeSource, current: dict[str, Any], local: dict[str, Any] | None, plan: Plan, paths: TrainPaths
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """train.resume_from, read only: install its newest checkpoint newer than local that passes every check as
+    paths.checkpoint; (its state or None, its candidates of other params). UserError when it has nothing this
+    training can use (damaged, more steps than asked) and no other checkpoint of these params exists: a source named
+    to resume from is never passed over for step 0 without a word; only other params leave it to train.on_mismatch."""
+    passed: dict[str, Any] = {}
+    check = _content_check(current, plan, passed, source.other_params, source.where)
+    local_step = int(local["step"]) if local is not None else 0
+    try:
+        earlier = source.resume(local_step, current, paths.checkpoint, plan.total_steps, check)
+    except UserError:
+        raise
+    except Exception as e:  # the store's own errors
+        raise UserError(f"train.resume_from {source.url}: cannot read it ({type(e).__name__}: "
+                        f"{one_line(e, 200)})") from None  # fmt: skip
+    if earlier is None and local is None and not source.other_params:
+        raise UserError(f"train.resume_from {source.url}: no checkpoint there that this training can continue (the "
+                        'warning above says why): name another earlier run, or set train.resume_from "" to start '
+                        "over")  # fmt: skip
+    return (passed.get("state") if earlier is not None else None), source.other_params
+
+
+def _content_check(current: dict[str, Any], plan: Plan, passed: dict[str, Any], foreign: list[str], where: str):
+    """check(candidate, entry) for a candidate downloaded from where (SyncFolder.resume, ResumeSource.resume): what
+    is wrong with its content, or None, when its state is kept in passed["state"]. Other params go into foreign."""
+
+    def check(candidate: Path, entry: dict[str, Any]) -> str | None:
+        try:
+            state = load_checkpoint(candidate)
+        except UserError as e:
+            return f"is not a checkpoint this version reads ({one_line(e, 160)})"
+        if diffs := signature_differences(state["signature"], current):
+            foreign.append(f"{where}/{entry['file']} ({'; '.join(diffs)})")
+            return f"is from other params ({'; '.join(diffs)})"
+        problem = _candidate_problem(state, entry, plan)
+        passed["state"] = state if problem is None else None
+        return problem
+
+    return check
 
 
 def _candidate_problem(state: dict[str, Any], entry: dict[str, Any], plan: Plan) -> str | None:

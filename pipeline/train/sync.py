@@ -70,8 +70,9 @@ def folder_name(signature: dict[str, Any]) -> str:
     return f"{signature.get('train.model', 'run')}-{signature.get('train.loss', '')}-{digest}"
 
 
-def open_location(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, root path inside it) for train.sync; UserError naming the missing extra or bad URL."""
+def open_location(url: str, key: str = "train.sync") -> tuple[Any, str]:
+    """(fsspec filesystem, root path inside it) for train.sync (or key); UserError naming the missing extra or bad
+    URL."""
     import fsspec.core
 
     if "://" not in url:
@@ -81,9 +82,9 @@ def open_location(url: str) -> tuple[Any, str]:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError:
         extra = EXTRAS.get(scheme, f"the fsspec package for {scheme}://")
-        raise UserError(f"train.sync {url}: {scheme}:// needs {extra}: pip install 'animegan-pipeline[sync]'") from None
+        raise UserError(f"{key} {url}: {scheme}:// needs {extra}: pip install 'animegan-pipeline[sync]'") from None
     except ValueError as e:
-        raise UserError(f"train.sync {url}: not a location fsspec knows ({one_line(e, 160)})") from None
+        raise UserError(f"{key} {url}: not a location fsspec knows ({one_line(e, 160)})") from None
     return fs, root.rstrip("/") or "/"
 
 
@@ -173,25 +174,9 @@ class SyncFolder:
     def _download(self, entry: dict[str, Any], dest: Path, check: Any = None) -> str | None:
         """Copy entry's file to dest through a temporary beside it if it verifies and passes check; else what is
         wrong with it (dest untouched)."""
-        remote = f"{self.path}/{entry['file']}"
-        digest, size = hashlib.sha256(), 0
-        try:
-            with atomic_path(dest) as tmp, self.fs.open(remote, "rb", block_size=BLOCK) as src, open(tmp, "wb") as out:
-                while chunk := src.read(BLOCK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-                    raise _Rejected(f"is {size} bytes, not {entry['size']} (truncated or replaced)"
-                                    if size != entry["size"] else "does not match its sha256 (corrupt)")  # fmt: skip
-                if check is not None and (problem := check(tmp, entry)) is not None:
-                    raise _Rejected(problem)
-        except FileNotFoundError:
-            return "is missing"
-        except _Rejected as r:
-            return r.problem
-        return None
+        if not {"size", "sha256"} <= entry.keys():
+            return f"has no size and sha256 in {POINTER} to verify it by"
+        return install_verified(self.fs, f"{self.path}/{entry['file']}", dest, entry, check)
 
     # ---------- writing (only the lease's holder) ----------
 
@@ -254,6 +239,33 @@ class SyncFolder:
                     self.fs.rm_file(path)
                 except FileNotFoundError:
                     pass
+
+
+def install_verified(
+    fs: Any, remote: str, dest: Path, entry: dict[str, Any], check: Callable[[Path, dict[str, Any]], str | None] | None
+) -> str | None:
+    """Copy remote (opened for reading only) to dest through a temporary beside it, and rename it over dest only if
+    it has the size and sha256 entry records (each checked where entry has it) and check(temporary, entry) finds no
+    problem; else what is wrong with it, dest untouched. An exception out of check also leaves dest untouched."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with atomic_path(dest) as tmp, fs.open(remote, "rb", block_size=BLOCK) as src, open(tmp, "wb") as out:
+            while chunk := src.read(BLOCK):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+            out.flush()
+            if "size" in entry and size != entry["size"]:
+                raise _Rejected(f"is {size} bytes, not {entry['size']} (truncated or replaced)")
+            if "sha256" in entry and digest.hexdigest() != entry["sha256"]:
+                raise _Rejected("does not match its sha256 (corrupt)")
+            if check is not None and (problem := check(tmp, entry)) is not None:
+                raise _Rejected(problem)
+    except FileNotFoundError:
+        return "is missing"
+    except _Rejected as r:
+        return r.problem
+    return None
 
 
 class _Rejected(Exception):

@@ -22,6 +22,8 @@ from pipeline.core.platform import (
     accelerator_hint,
     detect_platform,
     drive_folder,
+    earlier_outputs,
+    kaggle_sync_folder,
     platform_secret_reader,
     secrets_to_environ,
     sync_needs_extra,
@@ -85,6 +87,32 @@ def test_platform_told_apart_by_its_variables_and_what_each_needs():
     assert not sync_needs_extra("/content/drive/MyDrive/animegan") and not sync_needs_extra("")
 
 
+def test_earlier_kaggle_outputs_are_found_under_the_input_folder(tmp_path):
+    """/kaggle/input as Kaggle lays it out: a dataset of faces, the project as a dataset, and earlier versions'
+    outputs of the notebook (a checkpoints/ of train.sync run folders; an older one with only its workspace), one a
+    level deeper; folders of other things, and a checkpoints/ without a run, are not outputs to resume from."""
+    root = tmp_path / "input"
+    (root / "faces-dataset" / "faces").mkdir(parents=True)
+    for i in range(3):
+        (root / "faces-dataset" / "faces" / f"{i}.jpg").write_bytes(b"jpeg")
+    (root / "animegan-code" / "animegan" / "models").mkdir(parents=True)  # the project: no checkpoint in it
+    run = root / "my-notebook" / "checkpoints" / "dcgan-gan-0123456789abcdef"
+    run.mkdir(parents=True)
+    (run / "latest.json").write_text("{}")
+    (root / "my-notebook" / "animegan" / "models").mkdir(parents=True)
+    (root / "my-notebook" / "animegan" / "models" / "checkpoint.pt").write_bytes(b"pt")
+    older = root / "notebooks" / "someone" / "older-notebook" / "animegan" / "models"
+    older.mkdir(parents=True)
+    (older / "checkpoint.pt").write_bytes(b"pt")
+    (root / "empty-output" / "checkpoints" / "not-a-run").mkdir(parents=True)
+    assert earlier_outputs(root) == [root / "my-notebook" / "checkpoints",
+                                     root / "notebooks" / "someone" / "older-notebook" / "animegan"]
+    assert earlier_outputs(root, depth=2) == [root / "my-notebook" / "checkpoints"]
+    assert earlier_outputs(root, workspace="elsewhere") == [root / "my-notebook" / "checkpoints"]
+    assert earlier_outputs(tmp_path / "no-input") == []
+    assert kaggle_sync_folder() == Path("/kaggle/working/checkpoints")
+
+
 @pytest.mark.parametrize("platform", ["colab", "kaggle"])
 def test_tokens_come_from_the_platforms_secrets_never_over_a_set_variable(platform, secrets_modules):
     secrets_modules({"HF_TOKEN": "hf_secret", "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
@@ -117,8 +145,7 @@ def test_a_missing_token_is_one_line_naming_where_to_add_it(secrets_modules):
 def test_s3_credentials_from_the_colab_secrets_reach_a_real_s3_endpoint(secrets_modules, tmp_path, monkeypatch):
     pytest.importorskip("s3fs", reason="the sync extra (pip install -e '.[dev]') brings s3fs")
     pytest.importorskip("moto.server", reason="moto[server] comes with the dev extra")
-    monkeypatch.syspath_prepend(str(REPO / "tests" / "train"))
-    from s3_server import S3Server
+    from bench.s3_server import S3Server
 
     server = S3Server().start()
     try:
@@ -130,9 +157,9 @@ def test_s3_credentials_from_the_colab_secrets_reach_a_real_s3_endpoint(secrets_
         assert copied == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]
         checkpoint = tmp_path / "checkpoint.pt"
         checkpoint.write_bytes(os.urandom(4096))
-        publish = ("import sys; from pathlib import Path; from pipeline.train.sync import SyncRun; "
-                   "run = SyncRun.open(sys.argv[1], {'train.model': 'dcgan'}); "
-                   "print(run.publish(Path(sys.argv[2]), 3, {})['file'], run.folder)")  # fmt: skip
+        publish = ("import sys; from pathlib import Path; from pipeline.train.sync import SyncFolder; "
+                   "run = SyncFolder.open(sys.argv[1], {'train.model': 'dcgan'}); "
+                   "print(run.publish(Path(sys.argv[2]), 3, {})['file'], run.path)")  # fmt: skip
         done = subprocess.run([sys.executable, "-c", publish, server.url, str(checkpoint)], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
