@@ -26,9 +26,12 @@ import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, load_state, tiny_faces, tiny_params, write_faces
 from typer.testing import CliRunner
 
+from pipeline.core.distributed import init_distributed
 from pipeline.core.hashing import sha256_file
+from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
 from pipeline.train.best_file import best_record
 from pipeline.train.generator_file import load_generator
+from pipeline.train.loop import TrainPaths, train_gan
 from pipeline.train.rejection import SamplingKnobs, draw_images
 from pipeline.train.sampling import jpeg_roundtrip, read_jpegs
 from stages import evaluate, fid_reference, sample
@@ -129,6 +132,22 @@ def test_a_run_with_snapshots_writes_the_history_curves_grids_and_the_best(strai
     assert [s for s, _ in curve(straight, "afd")] == STEPS
     grids = sorted(p.name for p in (straight / "plots" / "train" / "grids").glob("snapshot_*.png"))
     assert grids == [f"snapshot_{s:07d}.png" for s in STEPS]
+
+
+def test_the_scorer_is_loaded_once_per_run_not_per_snapshot(shared: Path, tmp_path: Path) -> None:
+    params = snapshot_params(tmp_path, shared)
+    loads = []
+
+    def make_scorer(device):
+        loads.append(device)
+        return load_snapshot_scorer(params, device)
+
+    models = Path(params.paths.models)
+    paths = TrainPaths(models / "checkpoint.pt", models / "generator.pt", models / "best.pt")
+    summary = train_gan(_faces(), params.train, paths, init_distributed("cpu"), make_scorer=make_scorer)
+    assert [e["step"] for e in summary["snapshots"]["history"]] == STEPS and loads == [torch.device("cpu")]
+    assert train_gan(_faces(), params.train, paths, init_distributed("cpu"), make_scorer=make_scorer) == summary
+    assert len(loads) == 1  # a finished run loads nothing
 
 
 def test_the_kept_best_is_the_generator_trained_to_the_best_step(straight: Path, shared: Path, tmp_path) -> None:
