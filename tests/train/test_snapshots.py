@@ -291,3 +291,20 @@ def test_bad_snapshot_settings_end_in_one_line_through_the_cli(shared: Path, tmp
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert not Path(params.paths.models).exists() and not (Path(params.paths.metrics) / "train.json").exists()
+
+
+def test_two_ddp_ranks_score_on_rank_0_and_stop_together(shared: Path, tmp_path: Path) -> None:
+    """Only rank 0 scores; patience's verdict reaches rank 1, so both stop at the same step (or the run hangs)."""
+    params = snapshot_params(tmp_path, shared, "train.patience=1", "train.max_steps=16", "train.checkpoint_every=100")
+    worker = Path(__file__).with_name("ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
+           str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((Path(params.paths.metrics) / "train.json").read_text())
+    history = summary["snapshots"]["history"]
+    assert summary["snapshots"]["stopped_early"] is True, history
+    assert summary["steps"] == patience_stop(history, 1) == history[-1]["step"] < 16
+    assert load_state(Path(params.paths.models) / "checkpoint.pt")["step"] == summary["steps"]
+    assert not [p for p in (tmp_path / "rank1").rglob("*") if p.is_file()]  # rank 1 wrote nothing
+    assert "snapshot at step" not in (tmp_path / "rank1.log").read_text()  # nor scored
