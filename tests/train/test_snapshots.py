@@ -26,9 +26,12 @@ import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, load_state, tiny_faces, tiny_params, write_faces
 from typer.testing import CliRunner
 
+from pipeline.core.distributed import init_distributed
 from pipeline.core.hashing import sha256_file
+from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
 from pipeline.train.best_file import best_record
 from pipeline.train.generator_file import load_generator
+from pipeline.train.loop import TrainPaths, train_gan
 from pipeline.train.rejection import SamplingKnobs, draw_images
 from pipeline.train.sampling import jpeg_roundtrip, read_jpegs
 from stages import evaluate, fid_reference, sample
@@ -129,6 +132,22 @@ def test_a_run_with_snapshots_writes_the_history_curves_grids_and_the_best(strai
     assert [s for s, _ in curve(straight, "afd")] == STEPS
     grids = sorted(p.name for p in (straight / "plots" / "train" / "grids").glob("snapshot_*.png"))
     assert grids == [f"snapshot_{s:07d}.png" for s in STEPS]
+
+
+def test_the_scorer_is_loaded_once_per_run_not_per_snapshot(shared: Path, tmp_path: Path) -> None:
+    params = snapshot_params(tmp_path, shared)
+    loads = []
+
+    def make_scorer(device):
+        loads.append(device)
+        return load_snapshot_scorer(params, device)
+
+    models = Path(params.paths.models)
+    paths = TrainPaths(models / "checkpoint.pt", models / "generator.pt", models / "best.pt")
+    summary = train_gan(_faces(), params.train, paths, init_distributed("cpu"), make_scorer=make_scorer)
+    assert [e["step"] for e in summary["snapshots"]["history"]] == STEPS and loads == [torch.device("cpu")]
+    assert train_gan(_faces(), params.train, paths, init_distributed("cpu"), make_scorer=make_scorer) == summary
+    assert len(loads) == 1  # a finished run loads nothing
 
 
 def test_the_kept_best_is_the_generator_trained_to_the_best_step(straight: Path, shared: Path, tmp_path) -> None:
@@ -272,3 +291,20 @@ def test_bad_snapshot_settings_end_in_one_line_through_the_cli(shared: Path, tmp
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
     assert re.search(message, lines[0]), lines[0]
     assert not Path(params.paths.models).exists() and not (Path(params.paths.metrics) / "train.json").exists()
+
+
+def test_two_ddp_ranks_score_on_rank_0_and_stop_together(shared: Path, tmp_path: Path) -> None:
+    """Only rank 0 scores; patience's verdict reaches rank 1, so both stop at the same step (or the run hangs)."""
+    params = snapshot_params(tmp_path, shared, "train.patience=1", "train.max_steps=16", "train.checkpoint_every=100")
+    worker = Path(__file__).with_name("ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
+           str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((Path(params.paths.metrics) / "train.json").read_text())
+    history = summary["snapshots"]["history"]
+    assert summary["snapshots"]["stopped_early"] is True, history
+    assert summary["steps"] == patience_stop(history, 1) == history[-1]["step"] < 16
+    assert load_state(Path(params.paths.models) / "checkpoint.pt")["step"] == summary["steps"]
+    assert not [p for p in (tmp_path / "rank1").rglob("*") if p.is_file()]  # rank 1 wrote nothing
+    assert "snapshot at step" not in (tmp_path / "rank1.log").read_text()  # nor scored
