@@ -227,3 +227,16 @@ def test_a_remote_or_outside_source_passes_the_config(tmp_path, monkeypatch):
     shutil.copyfile(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
     for where in ("s3://bucket/runs", "hf://datasets/me/runs", str(tmp_path.parent / "elsewhere"), "earlier"):
         assert load_params(tmp_path / "params.yaml", [f"train.resume_from={where}"]).train.resume_from == where
+
+
+def test_the_experiment_line_says_a_fresh_workspace_continues_from_resume_from():
+    from pipeline.runs.continuation import continuation_line
+
+    params = {"train": {"epochs": 3, "sync": "", "resume_from": "/kaggle/input/v1/checkpoints"}}
+    assert continuation_line("baseline", None, params, up_to_date=False) == (
+        "baseline: no checkpoint here; training continues from the newest verified one in train.resume_from "
+        "(/kaggle/input/v1/checkpoints)")  # fmt: skip
+    params["train"]["sync"] = "/kaggle/working/checkpoints"
+    assert continuation_line("baseline", None, params, up_to_date=False).endswith("checkpoints) or train.sync")
+    params["train"]["resume_from"] = ""
+    assert "resumes from train.sync if it holds one" in continuation_line("baseline", None, params, False)
