@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from train_helpers import assert_same_tensors, checkpoint_of, tiny_params, train_tiny
+from train_helpers import assert_same_tensors, checkpoint_of, load_state, tiny_params, train_tiny
 
 from pipeline.core.config import load_params
 from pipeline.core.distributed import init_distributed
@@ -99,6 +99,16 @@ def test_an_earlier_checkpoint_continues_bit_identical_to_an_uninterrupted_run(t
         for key in ("G", "D", "G_ema", "opt_g", "opt_d", "step"):
             assert_same_tensors(checkpoint_of(tmp_path / name)[key], checkpoint_of(tmp_path / "straight")[key], key)
         assert not list((tmp_path / name / "models").glob(".*.tmp"))  # the temporary beside it was renamed
+
+
+def test_a_finished_earlier_run_is_shown_not_retrained(tmp_path, faces, earlier, caplog):
+    """The earlier output finished the steps asked: the new workspace gets its generator and summary, no step runs."""
+    finished = checkpoint_of(earlier)["summary"]
+    with caplog.at_level(logging.INFO):
+        summary = train(tmp_path / "b", faces, "train.max_steps=6", f"train.resume_from={earlier}")
+    assert summary == finished and "training already finished at step 6: nothing to do" in caplog.text
+    generator = load_state(tmp_path / "b" / "models" / "generator.pt")
+    assert_same_tensors(generator, load_state(earlier / "models" / "generator.pt"), "generator.pt")
 
 
 def test_the_local_checkpoint_when_it_is_as_new_or_newer(tmp_path, faces, earlier, caplog):
