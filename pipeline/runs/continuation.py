@@ -6,6 +6,7 @@ Usage:
     continuation_line("baseline", load_checkpoint(Path("models/checkpoint.pt")), to_dict(params), up_to_date=False)
     # "baseline: finished earlier, showing its results"   (dvc status: every stage up to date)
     # "baseline: resuming from step 120 of 450"            (a run cut off)
+    # "baseline: no checkpoint here; training continues from the newest verified one in train.resume_from (...)"
     # "baseline: extending from 1 to 3 epochs (step 140 of 420)"
     # "baseline: trained earlier (140 steps); running the stages after training"
     # "baseline: settings changed since its checkpoint (train.loss: 'gan' -> 'wgan'): training again from the start"
@@ -62,6 +63,10 @@ def continuation_line(name: str, state: dict[str, Any] | None, params: dict[str,
     if up_to_date:
         return f"{name}: finished earlier, showing its results"
     if state is None:
+        if train.get("resume_from"):
+            also = " or train.sync" if train.get("sync") else ""
+            return f"{name}: no checkpoint here; training continues from the newest verified one in " \
+                   f"train.resume_from ({train['resume_from']}){also}"  # fmt: skip
         if train.get("sync"):
             return f"{name}: no checkpoint here; training resumes from train.sync if it holds one, else starts"
         return f"{name}: starting a new run ({train['epochs']} epochs)"

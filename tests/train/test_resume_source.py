@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from train_helpers import assert_same_tensors, checkpoint_of, tiny_params, train_tiny
+from train_helpers import assert_same_tensors, checkpoint_of, load_state, tiny_params, train_tiny
 
 from pipeline.core.config import load_params
 from pipeline.core.distributed import init_distributed
@@ -99,6 +99,16 @@ def test_an_earlier_checkpoint_continues_bit_identical_to_an_uninterrupted_run(t
         for key in ("G", "D", "G_ema", "opt_g", "opt_d", "step"):
             assert_same_tensors(checkpoint_of(tmp_path / name)[key], checkpoint_of(tmp_path / "straight")[key], key)
         assert not list((tmp_path / name / "models").glob(".*.tmp"))  # the temporary beside it was renamed
+
+
+def test_a_finished_earlier_run_is_shown_not_retrained(tmp_path, faces, earlier, caplog):
+    """The earlier output finished the steps asked: the new workspace gets its generator and summary, no step runs."""
+    finished = checkpoint_of(earlier)["summary"]
+    with caplog.at_level(logging.INFO):
+        summary = train(tmp_path / "b", faces, "train.max_steps=6", f"train.resume_from={earlier}")
+    assert summary == finished and "training already finished at step 6: nothing to do" in caplog.text
+    generator = load_state(tmp_path / "b" / "models" / "generator.pt")
+    assert_same_tensors(generator, load_state(earlier / "models" / "generator.pt"), "generator.pt")
 
 
 def test_the_local_checkpoint_when_it_is_as_new_or_newer(tmp_path, faces, earlier, caplog):
@@ -227,3 +237,16 @@ def test_a_remote_or_outside_source_passes_the_config(tmp_path, monkeypatch):
     shutil.copyfile(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
     for where in ("s3://bucket/runs", "hf://datasets/me/runs", str(tmp_path.parent / "elsewhere"), "earlier"):
         assert load_params(tmp_path / "params.yaml", [f"train.resume_from={where}"]).train.resume_from == where
+
+
+def test_the_experiment_line_says_a_fresh_workspace_continues_from_resume_from():
+    from pipeline.runs.continuation import continuation_line
+
+    params = {"train": {"epochs": 3, "sync": "", "resume_from": "/kaggle/input/v1/checkpoints"}}
+    assert continuation_line("baseline", None, params, up_to_date=False) == (
+        "baseline: no checkpoint here; training continues from the newest verified one in train.resume_from "
+        "(/kaggle/input/v1/checkpoints)")  # fmt: skip
+    params["train"]["sync"] = "/kaggle/working/checkpoints"
+    assert continuation_line("baseline", None, params, up_to_date=False).endswith("checkpoints) or train.sync")
+    params["train"]["resume_from"] = ""
+    assert "resumes from train.sync if it holds one" in continuation_line("baseline", None, params, False)
