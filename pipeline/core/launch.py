@@ -34,7 +34,9 @@ from pipeline.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher")  # the agent's own chatter
+# the agent's own lines: its config, and after a failure the SIGTERMs it sends and a traceback of its own wait (the
+# failure itself is raised: a UserError with its line, or ChildFailedError naming the rank and its traceback)
+LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
 
 
 def under_launcher(environ: Mapping[str, str] | None = None) -> bool:
@@ -68,16 +70,19 @@ def process_count(setting: int | str, device_setting: str, machine: Machine | No
 def launch_local(fn: Callable[..., Any], args: tuple[Any, ...], count: int) -> list[Any]:
     """fn(*args) in `count` DDP processes on this machine; their return values in rank order (see the docstring).
     fn and args must pickle (a module-level function; plain data or pydantic models)."""
-    from torch.distributed.elastic.multiprocessing import SignalException
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     root = logging.getLogger()
     fmt = root.handlers[0].formatter._fmt if root.handlers and root.handlers[0].formatter else None
     threads = None if "OMP_NUM_THREADS" in os.environ else 1
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=count, run_id=f"animegan-{uuid.uuid4().hex}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="animegan-launch-") as reports, _quiet(LAUNCHER_LOGGERS):
+        config = LaunchConfig(
+            min_nodes=1, max_nodes=1, nproc_per_node=count, run_id=f"animegan-{uuid.uuid4().hex}",
+            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,  # as torchrun --standalone
+            logs_specs=DefaultLogsSpecs(log_dir=str(Path(reports) / "agent")),  # its files go with the folder
+        )  # fmt: skip
         log.info("starting %d training processes (train.processes)", count)
         try:
             results = elastic_launch(config, _one_process)(fn, args, reports, root.level, fmt, threads)
@@ -117,11 +122,11 @@ def _first_user_error(reports: Path, count: int) -> str | None:
 
 @contextmanager
 def _quiet(names: tuple[str, ...]) -> Iterator[None]:
-    """The launcher's INFO and WARNING lines (its config, the SIGTERMs it sends the others after a failure) off."""
+    """The launcher's own log lines off for the block (see LAUNCHER_LOGGERS)."""
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
