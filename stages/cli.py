@@ -9,7 +9,8 @@ Usage:
     animegan --help
 
 Each stage command loads and validates params (with `--set` overrides), then calls `stages.<name>.run(params)`.
-A UserError becomes one line on stderr and exit code 2; nothing here holds pipeline logic.
+A UserError becomes one line on stderr and exit code 2; a stage that stopped on purpose (Stopped: train at its time
+budget) one line and exit code 75 (EXIT_STOPPED); nothing here holds pipeline logic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 
 from pipeline.core.atomic import DISK_ERRORS
 from pipeline.core.config import Params, load_params, to_dict
-from pipeline.core.errors import UserError, one_line
+from pipeline.core.errors import EXIT_STOPPED, Stopped, UserError, one_line
 from pipeline.core.heap import keep_freed_memory
 from pipeline.core.outputs import EVAL_METRICS_FILE
 
@@ -54,13 +55,16 @@ def fail(message: str) -> typer.Exit:
 
 
 def run_guarded(fn: Callable[[], object]) -> None:
-    """Call fn; a UserError becomes one line and exit code 2, never a traceback."""
+    """Call fn; a UserError becomes one line and exit code 2, a Stopped one line and 75, never a traceback."""
     _setup_logging()
     keep_freed_memory()  # before the stage allocates: its large tensors then reuse memory (pipeline/core/heap.py)
     try:
         fn()
     except UserError as e:
         raise fail(one_line(e)) from None
+    except Stopped as e:
+        typer.echo(one_line(e), err=True)
+        raise typer.Exit(code=EXIT_STOPPED) from None
     except OSError as e:
         if e.errno not in DISK_ERRORS:  # a full disk or a read-only folder is the user's to fix; the rest are bugs
             raise

@@ -24,7 +24,10 @@ Running an experiment that exists continues it, and one line says how: "finished
 checkpoint, then sample and evaluate run), "extending from E to E' epochs" (more epochs asked). It is
 `dvc exp run -n NAME -S ...` done as set params + `dvc repro` + `dvc exp save -n NAME -f`, because `dvc exp run`
 refuses an existing name and first checks out the locked checkpoint over a newer one (pipeline/runs/experiment.py).
-When another experiment's outputs are in the workspace, `dvc exp apply NAME` brings NAME's back first. A setting
+When another experiment's outputs are in the workspace, `dvc exp apply NAME` brings NAME's back first. A run that
+stops at its time budget (train.max_minutes: the train stage checkpoints and exits 75, so DVC records nothing)
+says "NAME: stopped at the time budget after step N of M: Run all again to continue" and exits 75
+(pipeline.core.errors.EXIT_STOPPED), saving nothing: running it again resumes it. A setting
 params.yaml refuses, a folder that is not the project, or no git identity: one line and exit 2 before anything runs.
 
 `--push REMOTE` pushes a finished run with `dvc exp push REMOTE NAME`: its git ref (params, dvc.lock, metrics and
@@ -255,7 +258,13 @@ def _continue(root: Path, exp_name: str, items: list[str], dry_run: bool) -> int
     set_params(root, items)
     mark_workspace(root, exp_name)
     print(_state_line(root, exp_name), flush=True)
-    code = _run_dvc(["dvc", "repro"], dry_run)
+    code, stopped = _repro()
+    if stopped is not None:  # train stopped at train.max_minutes, its checkpoint written: nothing to save yet
+        from pipeline.core.errors import EXIT_STOPPED
+        from pipeline.runs.continuation import budget_line
+
+        print(budget_line(exp_name, stopped), flush=True)
+        return EXIT_STOPPED
     if code:
         print(f"error: `dvc repro` stopped (exit {code}): the stage's message above says why; `animegan exp` "
               f"again continues {exp_name} from where it stopped", file=sys.stderr, flush=True)  # fmt: skip
@@ -266,6 +275,21 @@ def _continue(root: Path, exp_name: str, items: list[str], dry_run: bool) -> int
     if _run_dvc(["dvc", "exp", "save", "-n", exp_name, "-f", *keep], dry_run):
         raise UserError(f"`dvc exp save -n {exp_name}` failed: see its output above; the results are in the workspace")
     return 0
+
+
+def _repro() -> tuple[int, dict[str, Any] | None]:
+    """`dvc repro`: its exit code, and the train stage's summary when it stopped at its time budget (else None)."""
+    import json
+    import os
+    import tempfile
+
+    from stages.train import STOP_REPORT_ENV
+
+    with tempfile.TemporaryDirectory(prefix="animegan-exp-") as folder:
+        report = Path(folder) / "stopped.json"
+        code = _run_dvc(["dvc", "repro"], False, {**os.environ, STOP_REPORT_ENV: str(report)})
+        stopped = json.loads(report.read_text(encoding="utf-8")) if code and report.is_file() else None
+    return code, stopped
 
 
 def experiment_exists(root: Path, exp_name: str) -> bool:
@@ -300,7 +324,7 @@ def dvc_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dvc") or "dvc")
 
 
-def _run_dvc(cmd: list[str], dry_run: bool) -> int:
+def _run_dvc(cmd: list[str], dry_run: bool, env: dict[str, str] | None = None) -> int:
     import shlex
     import subprocess
     import sys
@@ -308,7 +332,7 @@ def _run_dvc(cmd: list[str], dry_run: bool) -> int:
     print(shlex.join(cmd), file=sys.stderr, flush=True)
     if dry_run:
         return 0
-    return subprocess.run([dvc_executable(), *cmd[1:]]).returncode
+    return subprocess.run([dvc_executable(), *cmd[1:]], env=env).returncode
 
 
 def _default_dvc_remote() -> str | None:

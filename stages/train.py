@@ -2,7 +2,9 @@
 
 Usage:
     animegan train [--set train.epochs=10 --set train.loss=wgan-gp]          # or: dvc repro train
+    animegan train --set train.processes=auto      # DDP on every visible GPU: it starts the processes itself
     torchrun --nproc_per_node=4 -m stages.cli train                          # DDP, the same entry point
+    animegan train --set train.max_minutes=600     # stop in time: checkpoint, then exit 75; rerun to continue
     from stages.train import run; run(load_params("params.yaml"))
 
 Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or with more epochs); a finished run
@@ -12,6 +14,11 @@ synced checkpoint is resumed from (pipeline.train.sync). Curves and per-epoch gr
 pipeline.train.log); the clean faces are loaded once, whole, onto the training device. With train.snapshot_kimg > 0
 the snapshots are scored by pipeline.metrics.snapshot_scorer (loaded once per run) and the best is kept in
 paths.models/best.pt (pipeline.train.snapshots); with snapshots off best.pt is a copy of generator.pt.
+With train.processes > 1 (or auto on several GPUs) it starts the DDP processes through torch's launcher
+(pipeline.core.launch), each running train_process; under torchrun it never starts more. With train.max_minutes the
+training stops at that budget (pipeline.train.budget): metrics/train.json then says how far it got, the command
+says so in one line and exits with code 75 (not 0, so DVC does not record train as done), and when the variable
+ANIMEGAN_STOP_REPORT names a file, that summary is also written there as JSON (how `animegan exp` learns of it).
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
 from pipeline.core.device import resolve_device
+from pipeline.core.errors import Stopped
 from pipeline.core.outputs import BEST_FILE, CHECKPOINT_FILE, GENERATOR_FILE, TRAIN_METRICS_FILE
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
@@ -32,19 +42,39 @@ from pipeline.train.lease import workspace_lock
 log = logging.getLogger(__name__)
 
 PLOTS_DIR = "train"
+STOP_REPORT_ENV = "ANIMEGAN_STOP_REPORT"  # a file for the summary of a run stopped at its time budget (JSON)
 
 
 def run(params: Params) -> None:
-    if params.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
-    from pipeline.core.distributed import init_distributed
-    from pipeline.metrics.snapshot_scorer import check_snapshot_params, load_snapshot_scorer
+    from pipeline.core.launch import launch_local, process_count, under_launcher
+    from pipeline.metrics.snapshot_scorer import check_snapshot_params
+    from pipeline.train.budget import stop_line
     from pipeline.train.families import check_family_params
+
+    started = time.time()  # the time budget counts from here, in every process this one starts
+    if params.train.deterministic:  # the processes it starts inherit it
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
+    check_family_params(params.train)  # train.model and the families' sections: refused before any work
+    check_snapshot_params(params)  # metric names, and with snapshots on the reference and detector: before any work
+    count = 1 if under_launcher() else process_count(params.train.processes, params.device)
+    if count > 1:
+        summary = launch_local(train_process, (params, started), count)[0]
+    else:
+        summary = train_process(params, started)
+    if summary is not None and summary.get("stopped"):
+        if report := os.environ.get(STOP_REPORT_ENV):
+            atomic_write_json(Path(report), summary)
+        raise Stopped(stop_line(summary))
+
+
+def train_process(params: Params, started: float) -> dict[str, Any] | None:
+    """Train in this process (one rank of several under DDP); the summary on rank 0, None on the others."""
+    from pipeline.core.distributed import init_distributed
+    from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
+    from pipeline.train.budget import Budget
     from pipeline.train.log import DvcLiveTrainLog
     from pipeline.train.loop import TrainPaths, train_gan
 
-    check_family_params(params.train)  # train.model and the families' sections: refused before any work
-    check_snapshot_params(params)  # metric names, and with snapshots on the reference and detector: before any work
     paths = params.paths
     models = Path(paths.models)
     # the device first: one that cannot run stops before any work (resolving it starts nothing)
@@ -62,10 +92,13 @@ def run(params: Params) -> None:
                 dist_info,
                 make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
                 make_scorer=lambda device: load_snapshot_scorer(params, device),
+                budget=Budget.from_minutes(params.train.max_minutes, started),
             )
             if dist_info.is_main:
                 remove_stale_temporaries(Path(paths.metrics) / TRAIN_METRICS_FILE)
                 write_metrics_if_changed(Path(paths.metrics) / TRAIN_METRICS_FILE, summary)
+                return summary
+            return None
         finally:
             dist_info.close()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 
 from pipeline.core.errors import UserError, one_line
 from pipeline.core.outputs import STAGE_FILES
@@ -52,6 +52,19 @@ def _legacy_speed_mode(value: Any) -> Any:
 # Where a speed option applies (pipeline/core/speed.py): cuda (CUDA devices only), always (CPU too), never.
 SpeedMode = Annotated[Literal["cuda", "always", "never"], BeforeValidator(_legacy_speed_mode)]
 
+
+def _process_count(value: Any) -> int | str:
+    """A count of processes (1, 2, ...) or "auto"; the text "2" too (`--set train.processes=2` over a params.yaml
+    that holds `auto` arrives as text)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("expected a number of processes (1, 2, ...) or auto")
+
+
+# How many training processes (pipeline/core/launch.py): N, or auto (every visible GPU; one process elsewhere).
+ProcessCount = Annotated[int | str, PlainValidator(_process_count)]
 
 # Where train, sample, detector, fid_reference and evaluate run (pipeline/core/device.py).
 DeviceSetting = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
@@ -119,6 +132,8 @@ class TrainParams(Section):
     z_dim: PositiveInt
     epochs: PositiveInt
     max_steps: NonNegInt
+    max_minutes: NonNegFloat | None  # 0 or None: no time budget (pipeline/train/budget.py)
+    processes: ProcessCount
     batch_size: PositiveInt
     optimizer: Literal["adam", "rmsprop"]
     lr_g: PositiveFloat

@@ -5,8 +5,10 @@ Usage:
     dist_info = init_distributed(params.device)   # reads RANK / WORLD_SIZE / LOCAL_RANK from torchrun; else one process
     dist_info.device, dist_info.rank, dist_info.world_size, dist_info.is_main
     obj = dist_info.broadcast_object(obj)  # rank 0's object on every rank
+    dist_info.any_rank(time.time() > deadline)  # True on every rank when it is True on one (on the CPU: no GPU sync)
     dist_info.close()
 
+Started by pipeline.core.launch (train.processes) the environment is the same as under torchrun.
 One process (no torchrun): rank 0 of 1, on the device the `device` param names (auto: CUDA, else MPS, else CPU).
 Under torchrun the backend is NCCL on CUDA and gloo on CPU; each process takes GPU LOCAL_RANK. Multi-node needs no
 shared filesystem: rank 0 reads the checkpoint and broadcasts it.
@@ -15,7 +17,7 @@ shared filesystem: rank 0 reads the checkpoint and broadcasts it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +34,7 @@ class DistInfo:
     local_rank: int
     device: torch.device
     owns_group: bool = False
+    cpu_group: Any = field(default=None, repr=False)  # a gloo group for any_rank (NCCL's default group is GPU-only)
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +62,17 @@ class DistInfo:
         if self.distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether flag is True on any rank: one small all-reduce through gloo on the CPU, so a check made every
+        step never waits for the GPU. Every rank must call it at the same point (the first call makes the group)."""
+        if not self.distributed:
+            return flag
+        if self.cpu_group is None:
+            self.cpu_group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+        box = torch.tensor([int(flag)], dtype=torch.int32)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        return bool(box.item())
 
     def barrier(self) -> None:
         if self.distributed:

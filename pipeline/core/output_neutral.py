@@ -20,6 +20,8 @@ OUTPUT_NEUTRAL_PARAMS: dict[str, str] = {
     "train.checkpoint_every": "how often a resumable checkpoint is written; resuming is bit-identical",
     "train.on_mismatch": "what to do with a checkpoint from other params (refuse or restart); "
     "never changes what a finished run trains",
+    "train.max_minutes": "when this process stops training early; a stopped train stage exits non-zero, so DVC records "
+    "nothing, and the run resumed from its checkpoint trains the same weights as one never stopped",
     "train.sync": "where checkpoints are also published and resumed from; a resumed run continues from the same "
     "verified checkpoint bytes, so it trains the same weights (a different machine's fingerprint is warned about)",
     "train.sync_stale_s": "when another machine's lease on a run counts as abandoned; decides who trains, not what",

@@ -10,6 +10,8 @@ Usage:
     # "baseline: extending from 1 to 3 epochs (step 140 of 420)"
     # "baseline: trained earlier (140 steps); running the stages after training"
     # "baseline: settings changed since its checkpoint (train.loss: 'gan' -> 'wgan'): training again from the start"
+    budget_line("baseline", stopped_summary)   # after it ran: train stopped at train.max_minutes
+    # "baseline: stopped at the time budget after step 40 of 100 (2,560 images seen, 0.5 h of training in all): ..."
 
 The training loop decides for itself (pipeline.train.loop); this reads the same facts ahead of it: the checkpoint's
 step, whether it holds a finished run's summary, and its signature against the params about to be used. The steps
@@ -83,3 +85,13 @@ def continuation_line(name: str, state: dict[str, Any] | None, params: dict[str,
     if state.get("summary") is not None:
         return f"{name}: extending from {step / per_epoch:g} to {train['epochs']} epochs (step {step} of {total})"
     return f"{name}: resuming from step {step} of {total}"
+
+
+def budget_line(name: str, summary: dict[str, Any]) -> str:
+    """One line after `dvc repro` stopped at the train stage's time budget (its metrics/train.json summary)."""
+    hours = float(summary["wall_s"]) / 3600
+    return (
+        f"{name}: stopped at the time budget after step {summary['steps']} of {summary['total_steps']} "
+        f"({summary['images_seen']:,} images seen, {hours:.1f} h of training in all): Run all again to continue "
+        f"(or `animegan exp` again here)"
+    )

@@ -5,6 +5,7 @@ Usage:
     summary = train_gan(faces, params.train, TrainPaths(checkpoint=..., generator=...), dist_info,
                         make_log=lambda start_step: DvcLiveTrainLog(...))   # faces: uint8 (N, H, W, 3)
     summary["images_per_s"], summary["loss_d"], summary["steps"]
+    train_gan(..., budget=Budget.from_minutes(30))   # at the budget: checkpoint, publish, summary["stopped"] set
 
 A step is train.n_critic critic updates (one batch each) and one generator update (pipeline/train/plan.py).
 Batches, latents, flips and the gradient penalty's mixing weights are drawn from generators seeded by (seed, epoch)
@@ -14,7 +15,8 @@ training (more epochs) continues a finished shorter one exactly. What a step doe
 (pipeline.train.families: networks, losses, penalties, schedules); this module is the loop around it: build,
 resume, step, log, checkpoint. Beside it: plan.py (steps and paths), resume.py (the checkpoint or a synced one,
 vetted; the sync publisher), wrappers.py (DDP, compile, channels_last), meter.py (the logged values), health.py
-(finite weights, ranks in sync), snapshots.py (snapshots scored while training, the best kept, train.patience).
+(finite weights, ranks in sync), snapshots.py (snapshots scored while training, the best kept, train.patience),
+budget.py (train.max_minutes: when to stop early, checked after every step).
 
 With train.reuse_fake the generator step scores the fake batch of the last critic step instead of drawing a
 new one (the course draws a fresh G(z)); the critic sees that batch detached (the course's D step forgets
@@ -43,6 +45,7 @@ from pipeline.core.seeding import GRID, INIT, NOISE, derive_seed, seed_everythin
 from pipeline.core.speed import SpeedSettings, resolve_speed
 from pipeline.data.face_batches import FaceBatches
 from pipeline.data.flips import random_flip
+from pipeline.train.budget import Budget, stopped_summary
 from pipeline.train.checkpoint import save_checkpoint
 from pipeline.train.families import Family, Nets, family_for
 from pipeline.train.fingerprint import fingerprint, fingerprint_differences
@@ -76,7 +79,7 @@ class Trainer:
     batches of real faces; grid_z, the fixed latents of the per-epoch grids; this process's place (dist_info); where
     checkpoints go (paths); the speed options in force; the checkpoints' signature (rank 0; None elsewhere) and
     fingerprint (pipeline/train/fingerprint.py); the step this call starts from and the training seconds before it
-    (both 0 for a fresh start); the sync publisher (rank 0 with train.sync, else None).
+    (both 0 for a fresh start); the sync publisher (rank 0 with train.sync, else None); the time budget (or None).
     Updated as it trains: t_start (when the first step began) and last_losses (the latest synced losses, which the
     summary reports).
     """
@@ -96,6 +99,7 @@ class Trainer:
     wall_before: float = 0.0
     publisher: Publisher | None = None
     snapshots: Snapshots | None = None  # train.snapshot_kimg > 0: the scored snapshots (pipeline/train/snapshots.py)
+    budget: Budget | None = None
     t_start: float = 0.0
     last_losses: dict[str, float] = field(default_factory=lambda: {"loss_d": float("nan"), "loss_g": float("nan")})
 
@@ -118,12 +122,14 @@ def train_gan(
     dist_info: DistInfo,
     make_log: Callable[[int], TrainLog] | None = None,
     make_scorer: Callable[[torch.device], SnapshotScorer] | None = None,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or find finished) and return the training's summary (what metrics/train.json holds).
 
     make_log(start_step) is called on rank 0 only when training actually runs: start_step 0 means a fresh start
     (clear old curves), more means a resumed one (keep curves up to that step). make_scorer(device) likewise, with
-    train.snapshot_kimg > 0: what scores the snapshots (pipeline.train.snapshots).
+    train.snapshot_kimg > 0: what scores the snapshots (pipeline.train.snapshots). With a budget the training may
+    stop early: then the summary has "stopped" (pipeline.train.budget.stopped_summary) and no generator is written.
     """
     check_faces(faces)
     setup = _build(faces, params, dist_info)
@@ -138,6 +144,7 @@ def train_gan(
         trainer = _trainer(faces, params, paths, dist_info, setup, start, start_step, wall_before)
         trainer.snapshots = Snapshots.begin(params, setup.plan, start.state, dist_info, make_scorer, paths.best,
                                             setup.family.config)  # fmt: skip
+        trainer.budget = budget
         train_log = make_log(start_step) if (make_log is not None and dist_info.is_main) else None
         return _train(trainer, train_log)
 
@@ -222,6 +229,8 @@ def _train(trainer: Trainer, train_log: TrainLog | None) -> dict[str, Any]:
             summary = _after_step(trainer, step + 1, meter, train_log, bar) or summary
             if trainer.snapshots is not None and trainer.snapshots.stopped:
                 break  # train.patience ran out: this step's checkpoint holds the summary
+            if trainer.budget is not None and step + 1 < plan.total_steps and trainer.budget.due(dist_info):
+                return _stop_at_budget(trainer, step + 1)
     if train_log is not None:
         train_log.grid("final", _grid(trainer.nets, trainer.grid_z))
     if dist_info.is_main:
@@ -303,12 +312,23 @@ def _checkpoint(trainer: Trainer, done: int) -> dict[str, Any] | None:
     if trainer.dist_info.is_main:
         state = checkpoint_state(trainer.signature, done, plan, nets, trainer.wall_before + run_s, summary)
         state["fingerprint"] = trainer.fingerprint
+        state["images_seen"] = done * plan.images_per_step  # with wall_s: how far the run got, in its own units
         if snapshots is not None:
             state["snapshots"] = snapshots.state()
         save_checkpoint(trainer.paths.checkpoint, state)
         if trainer.publisher is not None:
             trainer.publisher.publish(trainer.paths.checkpoint, done)  # at once unless the last upload is unfinished
     return summary
+
+
+def _stop_at_budget(trainer: Trainer, done: int) -> dict[str, Any]:
+    """The budget is spent: a checkpoint at this step (unless one was just written), and the summary so far."""
+    if done % trainer.params.checkpoint_every:
+        _checkpoint(trainer, done)
+    summary = _summary(trainer, done, time.perf_counter() - trainer.t_start)
+    log.info("time budget of %g min reached after step %d of %d", trainer.budget.max_minutes, done,
+             trainer.plan.total_steps)  # fmt: skip
+    return stopped_summary(summary, trainer.budget, trainer.plan.total_steps)
 
 
 @torch.no_grad()

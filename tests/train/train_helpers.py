@@ -84,15 +84,15 @@ def assert_same_tensors(a: dict, b: dict, where: str = "") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def train_tiny(root: Path, faces: np.ndarray, *overrides: str, make_log=None) -> dict:
-    """train_gan on tiny_params(root, *overrides) in this process; the summary."""
+def train_tiny(root: Path, faces: np.ndarray, *overrides: str, make_log=None, budget=None) -> dict:
+    """train_gan on tiny_params(root, *overrides) in this process (with a time budget, if given); the summary."""
     from pipeline.core.distributed import init_distributed
     from pipeline.train.loop import TrainPaths, train_gan
 
     params = tiny_params(root, *overrides)
     models = Path(params.paths.models)
     paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
-    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log)
+    return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log, budget=budget)
 
 
 def checkpoint_of(root: Path) -> dict:
