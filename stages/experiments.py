@@ -283,7 +283,7 @@ def _repro() -> tuple[int, dict[str, Any] | None]:
     import os
     import tempfile
 
-    from stages.train import STOP_REPORT_ENV
+    from pipeline.train.budget import STOP_REPORT_ENV
 
     with tempfile.TemporaryDirectory(prefix="animegan-exp-") as folder:
         report = Path(folder) / "stopped.json"

@@ -42,13 +42,12 @@ from pipeline.train.lease import workspace_lock
 log = logging.getLogger(__name__)
 
 PLOTS_DIR = "train"
-STOP_REPORT_ENV = "ANIMEGAN_STOP_REPORT"  # a file for the summary of a run stopped at its time budget (JSON)
 
 
 def run(params: Params) -> None:
     from pipeline.core.launch import launch_local, process_count, under_launcher
     from pipeline.metrics.snapshot_scorer import check_snapshot_params
-    from pipeline.train.budget import stop_line
+    from pipeline.train.budget import STOP_REPORT_ENV, stop_line
     from pipeline.train.families import check_family_params
 
     started = time.time()  # the time budget counts from here, in every process this one starts
