@@ -82,6 +82,8 @@ def train_process(params: Params, started: float) -> dict[str, Any] | None:
     # one trainer per workspace: under torchrun only rank 0 (RANK is set before any process group exists) locks
     with contextlib.nullcontext() if int(os.environ.get("RANK", "0")) else workspace_lock(models):
         dist_info = init_distributed(params.device)
+        if dist_info.is_main:  # what a kill inside a write of best.pt left (resume cleans up the checkpoint's)
+            remove_stale_temporaries(models / BEST_FILE)
         try:
             summary = train_gan(
                 faces,

@@ -26,6 +26,7 @@ import torch
 from train_helpers import REPO, SUBPROCESS_ENV, assert_same_tensors, load_state, tiny_faces, tiny_params, write_faces
 from typer.testing import CliRunner
 
+from pipeline.core.atomic import make_temp_file
 from pipeline.core.distributed import init_distributed
 from pipeline.core.hashing import sha256_file
 from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
@@ -198,14 +199,18 @@ def test_kill_9_and_resume_with_snapshots_ends_as_the_uninterrupted_run(straight
     killed_at = _step(ckpt)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 3 <= killed_at < 8 and len(load_state(ckpt)["snapshots"]["history"]) >= 1
+    stale = make_temp_file(ckpt.with_name("best.pt"))  # what a kill inside a write of best.pt leaves
+    stale.write_bytes(b"partial")
 
     train_stage.run(params)
+    assert not stale.exists()
     resumed, uninterrupted = load_state(ckpt), load_state(straight / "models" / "checkpoint.pt")
     for key in STATE_KEYS:
         assert_same_tensors(resumed[key], uninterrupted[key], key)
     assert history_of(tmp_path) == history_of(straight)
     models = Path(params.paths.models)
     assert (models / "best.pt").read_bytes() == (straight / "models" / "best.pt").read_bytes()
+    assert sorted(p.name for p in models.iterdir()) == [".train.lock", "best.pt", "checkpoint.pt", "generator.pt"]
     assert curve(tmp_path, "kid") == curve(straight, "kid")
 
 
