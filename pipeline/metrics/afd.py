@@ -1,11 +1,11 @@
 """Anime-face detection rate (AFD): the share of images in which a face detector finds a face, via a registry.
 
 Usage:
-    from pipeline.metrics.afd import get_detector, register, detection_rate
+    from pipeline.metrics.afd import get_detector, register
     detector = get_detector("mtcnn", params)         # params: pipeline.core.config.Params (reads params.eval.afd)
     found = detector.detect(images)                  # uint8 (N, H, W, 3) -> bool (N,)
     detector.describe()                              # {"name": "mtcnn", "thresholds": [...], ...} for provenance
-    rate = detection_rate(detector, images)          # float in [0, 1]
+    # the AFD metric itself, the share of images with a face: pipeline/metrics/scores/afd.py (detection_rate)
     register("mine", lambda params: MyDetector(...)) # any object with detect() and describe()
 
 Detectors:
@@ -59,12 +59,6 @@ def get_detector(name: str, params: Params) -> Detector:
     if name not in _REGISTRY:
         raise UserError(f"eval.afd.detector: unknown detector {name!r} (known: {', '.join(available())})")
     return _REGISTRY[name](params)
-
-
-def detection_rate(detector: Detector, images: np.ndarray) -> float:
-    if len(images) == 0:
-        raise ValueError("no images to detect faces in")
-    return float(np.mean(detector.detect(images)))
 
 
 class MtcnnDetector:

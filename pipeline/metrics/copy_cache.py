@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CALIBRATION_FILE = "calibration.json"
 FILES = [FEATURES_FILE, INDEX_META_FILE, CALIBRATION_FILE]
 FORMAT = 2  # 2: a manifest with every file's sha256 (1: meta.json only)
+FORMER_FILES = {"meta.json"}  # format 1's record: a rebuild replaces it, never refuses the folder for it
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def save_copy_cache(
     settings: CopySettings,
 ) -> None:  # fmt: skip
     with staged_outputs() as out:  # built aside and swapped in whole: whatever was there (damaged or not) is gone
-        tmp = out.folder(Path(folder))
+        tmp = out.folder(Path(folder), ours=lambda name: name in FORMER_FILES)
         index.save(tmp)
         (tmp / CALIBRATION_FILE).write_text(json.dumps(calibration.as_dict(), indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, FILES, made_from(faces, data_sha256, settings))

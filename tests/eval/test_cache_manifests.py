@@ -302,6 +302,17 @@ def test_each_owning_stage_rebuilds_over_a_damaged_cache(built, ws: Path, rebuil
         assert all(np.array_equal(mine[k], z[k]) for k in z.files)  # rebuilt as it was
 
 
+def test_a_copy_index_of_the_previous_format_is_rebuilt(built: tuple[Path, Path], ws: Path, caplog) -> None:
+    """Made before manifests (meta.json beside the files, no manifest.json): evaluate recomputes with a warning,
+    and the stage replaces the folder instead of refusing it for holding a file it no longer writes."""
+    folder = ws / "copy_index"
+    (folder / MANIFEST_FILE).rename(folder / "meta.json")
+    run_evaluate_expecting_a_warning(ws, caplog, "no manifest.json")
+    copy_index.run(params_for(ws))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (built[0] / "copy_index").iterdir())
+    assert numbers(ws / "metrics/eval.json", ws) == clean_numbers(built)
+
+
 def test_faces_changed_outside_dvc_repro(built: tuple[Path, Path], ws: Path, caplog) -> None:
     """A new clean (another face set of the same size) and fid-reference run by hand: evaluate refuses the
     detector trained on the old faces; with the mtcnn detector it recomputes the stale copy index with a warning
