@@ -33,8 +33,9 @@ from PIL import Image
 from bench.common import REPO, RESULTS, SHARED_ZIP, require, write_result, zip_faces
 from pipeline.core.config import load_params
 from pipeline.core.seeding import INIT, derive_seed, seed_everything
-from pipeline.metrics.afd import detection_rate, get_detector
+from pipeline.metrics.afd import get_detector
 from pipeline.metrics.detector.model import load_detector_from
+from pipeline.metrics.scores.afd import detection_rate
 from pipeline.train.families.dcgan import Generator
 from pipeline.train.generator_file import load_generator
 from pipeline.train.sampling import generate

@@ -17,7 +17,7 @@ Inception saved as a file (what pytorch-fid loads too, with --pytorch-fid).
 Timed: `animegan evaluate --set eval.repeats=R` in a fresh child process, once with this checkout's code and once
 with --baseline's (a git ref, exported with `git archive` into the work folder; `none` skips it), same data, same
 machine, one after the other. Inside the child, the library functions that do each part are wrapped with timers
-(pipeline.metrics.evaluation's extract_features and detection_rate, KidReference.score, PrdcReference.score,
+(pipeline.metrics.resources' extract_features, the AFD metric's detection_rate, KidReference.score, PrdcReference.score,
 CopyCheck.check and CopyCheck.calibrate, the generator's draws); `fixed` is the child's wall time less those parts.
 The figure of merit is evaluate's wall time over the Inception's (issue 18's goal: at most 1.15).
 Prints the load average before and after each timed run: the machine may be shared, figures are indicative.
@@ -55,12 +55,12 @@ def wrap(owner, name, key):
         finally:
             T[key] = T.get(key, 0.0) + time.perf_counter() - t
     setattr(owner, name, timed)
-import pipeline.metrics.evaluation as ev, pipeline.metrics.kid as kid, pipeline.metrics.prdc as prdc
-import pipeline.metrics.copies as cp, stages.evaluate as st
-wrap(ev, "extract_features", "inception"); wrap(ev, "detection_rate", "detector")
+import pipeline.metrics.resources as res, pipeline.metrics.scores.afd as afd, pipeline.metrics.kid as kid
+import pipeline.metrics.prdc as prdc, pipeline.metrics.copies as cp, pipeline.metrics.draws as st
+wrap(res, "extract_features", "inception"); wrap(afd, "detection_rate", "detector")
 wrap(kid.KidReference, "score", "kid"); wrap(prdc.PrdcReference, "score", "prdc")
 wrap(cp.CopyCheck, "check", "copies"); wrap(cp.CopyCheck, "calibrate", "copy calibration")
-wrap(st, "generate", "draws"); wrap(st, "jpeg_roundtrip", "draws")
+wrap(st, "draw_images", "draws"); wrap(st, "jpeg_roundtrip", "draws")
 T["imports"] = time.perf_counter() - t0
 sys.argv = ARGV
 from stages.cli import main
