@@ -44,9 +44,7 @@ def dvc_project(tmp_path: Path, stages: tuple[str, ...], *overrides: str) -> tup
     for name in ("pipeline", "stages"):
         shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".dvcignore", proj / ".dvcignore")
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
-    (proj / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (proj / "dvc.yaml").write_text(yaml.safe_dump(trimmed_pipeline(stages), sort_keys=False))
     faces = write_faces_zip(tmp_path / "faces.zip", count=FACES, size=48, seed=1)
     set_params(proj, f"data.url={faces.as_uri()}", *SMALL, *overrides, source=REPO / "params.yaml")
     env = SUBPROCESS_ENV | GIT_ENV | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -55,6 +53,18 @@ def dvc_project(tmp_path: Path, stages: tuple[str, ...], *overrides: str) -> tup
                 ["git", "-c", "commit.gpgsign=false", "commit", "-qm", "project"]):  # fmt: skip
         subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)
     return proj, env
+
+
+def trimmed_pipeline(stages: tuple[str, ...]) -> dict:
+    """The project's dvc.yaml with only these stages; a left-out stage's outputs are dropped from the kept stages'
+    deps (train lists the FID reference and the detector for its snapshots, which these small runs leave off)."""
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    left_out = {str(next(iter(o)) if isinstance(o, dict) else o)
+                for k, v in pipeline["stages"].items() if k not in stages for o in v.get("outs", [])}
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
+    for stage in pipeline["stages"].values():
+        stage["deps"] = [d for d in stage.get("deps", []) if d not in left_out]
+    return pipeline
 
 
 def set_params(proj: Path, *overrides: str, source: Path | None = None) -> None:

@@ -1,6 +1,7 @@
 """The course's experiment presets: valid params, order-independent, and the CLI's dry run."""
 
 import pytest
+from dvc_project import trimmed_pipeline
 from train_helpers import REPO
 from typer.testing import CliRunner
 
@@ -142,9 +143,7 @@ def _exp_project(tmp_path):
     for name in ("pipeline", "stages"):
         shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".dvcignore", proj / ".dvcignore")
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in KEPT_STAGES}
-    (proj / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (proj / "dvc.yaml").write_text(yaml.safe_dump(trimmed_pipeline(KEPT_STAGES), sort_keys=False))
     params = (REPO / "params.yaml").read_text()
     faces = write_faces_zip(tmp_path / "faces.zip", count=96, size=48, seed=1)
     params = params.replace(yaml.safe_load(params)["data"]["url"], faces.as_uri(), 1)
