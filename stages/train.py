@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
@@ -28,6 +29,11 @@ from pipeline.core.device import resolve_device
 from pipeline.core.outputs import BEST_FILE
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline.train.snapshots import SnapshotScorer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ def run(params: Params) -> None:
     if params.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: cuBLAS needs it
     from pipeline.core.distributed import init_distributed
-    from pipeline.metrics.snapshot_scorer import check_snapshot_params, load_snapshot_scorer
+    from pipeline.metrics.snapshot_settings import check_snapshot_params
     from pipeline.train.families import check_family_params
     from pipeline.train.log import DvcLiveTrainLog
     from pipeline.train.loop import TrainPaths, train_gan
@@ -66,13 +72,22 @@ def run(params: Params) -> None:
                            best=models / BEST_FILE),
                 dist_info,
                 make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
-                make_scorer=lambda device: load_snapshot_scorer(params, device),
+                make_scorer=lambda device: snapshot_scorer(params, device),
             )
             if dist_info.is_main:
                 remove_stale_temporaries(Path(paths.metrics) / METRICS_FILE)
                 write_metrics_if_changed(Path(paths.metrics) / METRICS_FILE, summary)
         finally:
             dist_info.close()
+
+
+def snapshot_scorer(params: Params, device: torch.device) -> SnapshotScorer:
+    """What scores the snapshots (train.snapshot_kimg > 0), loaded once per run. Imported here: the Inception's
+    modules take seconds to import, which a run with snapshots off (and a second trainer waiting to be refused at the
+    workspace lock) should not pay."""
+    from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
+
+    return load_snapshot_scorer(params, device)
 
 
 def write_metrics_if_changed(path: Path, summary: dict) -> None:
