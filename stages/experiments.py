@@ -84,9 +84,10 @@ R3GAN_RECIPE: dict[str, Any] = {  # the paper's FFHQ-64 training recipe (brownvc
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # the course's sample code: 1 epoch
-    # snapshots (train.snapshot_kimg) in the presets that train for hours on a GPU: 14 to 107 of them, about 2 s
-    # each on a T4 (bench/speed/snapshot_cost.py), the best kept in models/best.pt and sampled
-    "epochs10": {"train.epochs": 10, "train.snapshot_kimg": 50.0},
+    # snapshots (train.snapshot_kimg) in the presets that train for hours on a GPU: 7 to 107 of them, about 1.8 s
+    # each on a T4, about 3% of a 64 px DCGAN's training time every 100 kimg (estimated from FLOPs:
+    # bench/results/snapshot_cost.json); the best is kept in models/best.pt and sampled
+    "epochs10": {"train.epochs": 10, "train.snapshot_kimg": 100.0},
     "ncritic2": {"train.epochs": 50, "train.n_critic": 2, "train.snapshot_kimg": 100.0},
     "wgan": {"train.epochs": 50, "train.n_critic": 2, "train.loss": "wgan", "train.optimizer": "rmsprop",
              "train.snapshot_kimg": 100.0},  # fmt: skip

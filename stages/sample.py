@@ -28,7 +28,7 @@ from pipeline.core.config import Params
 from pipeline.core.device import describe, resolve_device, sample_device
 from pipeline.core.hashing import sha256_file
 from pipeline.core.image_grid import grid_image
-from pipeline.core.outputs import BEST_FILE, CHECKPOINT_FILE, SAMPLE_METRICS_FILE, SAMPLES_GRID_FILE
+from pipeline.core.outputs import CHECKPOINT_FILE, SAMPLE_METRICS_FILE, SAMPLES_GRID_FILE
 from pipeline.train.best_file import Chosen, chosen_generator
 from pipeline.train.critic_file import load_critic
 from pipeline.train.generator_file import load_generator
@@ -46,10 +46,10 @@ def run(params: Params) -> None:
     grid_path, metrics_path = Path(paths.plots) / SAMPLES_GRID_FILE, Path(paths.metrics) / SAMPLE_METRICS_FILE
     remove_stale_temporaries(samples, submission, grid_path, metrics_path)
     device = sample_device(resolve_device(params.device))  # float64 sampling: the CPU when the device is MPS
-    chosen = chosen_generator(Path(paths.models), sample.snapshot)
-    if chosen.snapshot != sample.snapshot:
-        log.info("sample.snapshot=best: %s holds no scored snapshot (train.snapshot_kimg was 0, or none was due): "
-                 "drawing the last generator", Path(paths.models) / BEST_FILE)  # fmt: skip
+    chosen = chosen_generator(Path(paths.models), sample.snapshot)  # best without a scored snapshot: the last
+    if chosen.record is not None:
+        log.info("drawing the best snapshot (%s): step %d, %s %.4g", chosen.path, chosen.record["step"],
+                 chosen.record["select_by"], chosen.record["scores"][chosen.record["select_by"]])  # fmt: skip
     generator_path = chosen.path
     generator = load_generator(generator_path, map_location=device)
     knobs = SamplingKnobs.of(sample)

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.atomic import atomic_write_json, remove_stale_temporaries
 from pipeline.core.config import Params
@@ -39,6 +39,11 @@ from pipeline.core.outputs import BEST_FILE, CHECKPOINT_FILE, GENERATOR_FILE, TR
 from pipeline.data.clean import load_clean_faces
 from pipeline.train.lease import workspace_lock
 
+if TYPE_CHECKING:
+    import torch
+
+    from pipeline.train.snapshots import SnapshotScorer
+
 log = logging.getLogger(__name__)
 
 PLOTS_DIR = "train"
@@ -46,7 +51,7 @@ PLOTS_DIR = "train"
 
 def run(params: Params) -> None:
     from pipeline.core.launch import launch_local, process_count, under_launcher
-    from pipeline.metrics.snapshot_scorer import check_snapshot_params
+    from pipeline.metrics.snapshot_settings import check_snapshot_params
     from pipeline.train.budget import STOP_REPORT_ENV, stop_line
     from pipeline.train.families import check_family_params
 
@@ -69,7 +74,6 @@ def run(params: Params) -> None:
 def train_process(params: Params, started: float) -> dict[str, Any] | None:
     """Train in this process (one rank of several under DDP); the summary on rank 0, None on the others."""
     from pipeline.core.distributed import init_distributed
-    from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
     from pipeline.train.budget import Budget
     from pipeline.train.log import DvcLiveTrainLog
     from pipeline.train.loop import TrainPaths, train_gan
@@ -92,7 +96,7 @@ def train_process(params: Params, started: float) -> dict[str, Any] | None:
                            best=models / BEST_FILE),
                 dist_info,
                 make_log=lambda start_step: DvcLiveTrainLog(Path(paths.plots) / PLOTS_DIR, start_step),
-                make_scorer=lambda device: load_snapshot_scorer(params, device),
+                make_scorer=lambda device: snapshot_scorer(params, device),
                 budget=Budget.from_minutes(params.train.max_minutes, started),
             )
             if dist_info.is_main:
@@ -102,6 +106,15 @@ def train_process(params: Params, started: float) -> dict[str, Any] | None:
             return None
         finally:
             dist_info.close()
+
+
+def snapshot_scorer(params: Params, device: torch.device) -> SnapshotScorer:
+    """What scores the snapshots (train.snapshot_kimg > 0), loaded once per run. Imported here: the Inception's
+    modules take seconds to import, which a run with snapshots off (and a second trainer waiting to be refused at the
+    workspace lock) should not pay."""
+    from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
+
+    return load_snapshot_scorer(params, device)
 
 
 def write_metrics_if_changed(path: Path, summary: dict) -> None:

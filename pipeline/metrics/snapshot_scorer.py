@@ -2,8 +2,7 @@
 detector loaded once per run, on the training device.
 
 Usage:
-    from pipeline.metrics.snapshot_scorer import check_snapshot_params, load_snapshot_scorer
-    check_snapshot_params(params)                  # before any work: one-line UserError for bad snapshot settings
+    from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
     scorer = load_snapshot_scorer(params, device)  # once per run (the train stage passes it to train_gan)
     scorer(images)                                 # uint8 (N, H, W, 3) -> {"kid": 0.21, "afd": 0.43}
     scorer.better("kid")                           # "lower": the registry's direction
@@ -14,73 +13,28 @@ settings (eval.kid, eval.fid, eval.afd, ...). Only what the listed metrics need 
 features, the FID reference (checked against the clean data and the Inception, as evaluate checks it), the detector
 of eval.afd.detector. A metric that needs the training faces' copy index (copied) is evaluate's alone. Snapshots are
 drawn in float32 and not through JPEG (evaluate scores the files), and picking the best of many noisy scores is
-optimistic: evaluate scores the chosen generator again on its own draws.
+optimistic: evaluate scores the chosen generator again on its own draws. The settings are checked before any work
+by pipeline.metrics.snapshot_settings (cheap to import; this module loads torchvision).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.core.config import Params
-from pipeline.core.errors import UserError
 from pipeline.core.hashing import array_sha256
 from pipeline.data.clean import clean_faces_file
 from pipeline.metrics.afd import get_detector
 from pipeline.metrics.evaluation import checked_reference
-from pipeline.metrics.fid_reference import META_FILE, STATS_FILE, backbone_for
-from pipeline.metrics.registry import DETECTOR, FACES, FEATURES, REFERENCE, Metric
+from pipeline.metrics.fid_reference import backbone_for
+from pipeline.metrics.registry import DETECTOR, FEATURES, REFERENCE
 from pipeline.metrics.resources import Resources
 from pipeline.metrics.scores import get_metric
 from pipeline.metrics.scoring import score_draw
-
-
-def snapshot_metrics(params: Params) -> list[Metric]:
-    """The registered metrics train.snapshot_metrics names, checked; UserError naming the first bad one."""
-    t = params.train
-    metrics = []
-    for name in t.snapshot_metrics:
-        try:
-            metrics.append(get_metric(name))
-        except UserError as e:
-            raise UserError(f"train.snapshot_metrics: {e}") from None
-    try:
-        get_metric(t.select_by)
-    except UserError as e:
-        raise UserError(f"train.select_by: {e}") from None
-    if t.select_by not in t.snapshot_metrics:
-        raise UserError(f"train.select_by: {t.select_by} is not scored: add it to train.snapshot_metrics "
-                        f"{list(t.snapshot_metrics)} or choose one of them")  # fmt: skip
-    for metric in metrics:
-        if FACES in metric.needs:
-            raise UserError(f"train.snapshot_metrics: {metric.name} needs the copy index of the training faces: "
-                            "evaluate scores it, snapshots do not")  # fmt: skip
-    return metrics
-
-
-def check_snapshot_params(params: Params) -> None:
-    """The snapshot settings, before any work: registered names always; with snapshots on, the files they need."""
-    metrics = snapshot_metrics(params)
-    if params.train.snapshot_kimg == 0:
-        return
-    needs = {need: [m.name for m in metrics if need in m.needs] for need in (REFERENCE, DETECTOR)}
-    reference = Path(params.paths.fid_reference)
-    if needs[REFERENCE] and not all((reference / name).is_file() for name in (STATS_FILE, META_FILE)):
-        raise UserError(
-            f"train.snapshot_metrics: {', '.join(needs[REFERENCE])} needs the FID reference, not found in "
-            f"{reference}/: run `animegan fid-reference` first, or set train.snapshot_kimg=0"
-        )
-    if not needs[DETECTOR] or params.eval.afd.detector != "anime":
-        return
-    from pipeline.metrics.detector.model import WEIGHTS_FILE  # imports facenet-pytorch: only when it is needed
-
-    detector = Path(params.paths.detector) / WEIGHTS_FILE
-    if not detector.is_file():
-        raise UserError(f"train.snapshot_metrics: {', '.join(needs[DETECTOR])} needs the anime detector, not found "
-                        f"at {detector}: run `animegan detector` first, or set train.snapshot_kimg=0")  # fmt: skip
+from pipeline.metrics.snapshot_settings import snapshot_metrics
 
 
 class RegistryScorer:

@@ -127,7 +127,7 @@ class Snapshots:
                 log.info("snapshots start at step %d: the checkpoint was trained without them", state["step"])
             return
         if saved["settings"] != settings_of(self.params):
-            diffs = [f"{k}: {v!r} -> {settings_of(self.params)[k]!r}" for k, v in saved["settings"].items()
+            diffs = [f"train.{k}: {v!r} -> {settings_of(self.params)[k]!r}" for k, v in saved["settings"].items()
                      if settings_of(self.params)[k] != v]  # fmt: skip
             raise UserError(f"the checkpoint's snapshots were scored with other settings ({'; '.join(diffs)}): set "
                             "them back to finish this run, or delete the checkpoint to start over")  # fmt: skip

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from pipeline.core.atomic import make_temp_file
 from pipeline.core.distributed import init_distributed
+from pipeline.core.errors import UserError
 from pipeline.core.hashing import sha256_file
 from pipeline.metrics.snapshot_scorer import load_snapshot_scorer
 from pipeline.train.best_file import best_record
@@ -219,6 +220,18 @@ def _step(path: Path) -> int:
         return torch.load(path, weights_only=True)["step"]
     except Exception:  # absent, or replaced while being read
         return -1
+
+
+def test_resuming_with_other_snapshot_settings_is_refused_in_one_line(shared: Path, tmp_path: Path) -> None:
+    train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=4"))
+    ckpt = tmp_path / "models" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    with pytest.raises(UserError, match=r"the checkpoint's snapshots were scored with other settings "
+                                        r"\(train.snapshot_count: 8 -> 6\): set them back"):  # fmt: skip
+        train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=8", "train.snapshot_count=6"))
+    assert ckpt.read_bytes() == before
+    train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=6", "train.patience=5"))  # patience may change
+    assert [e["step"] for e in history_of(tmp_path)] == [2, 4, 6]
 
 
 def patience_stop(history: list[dict], patience: int) -> int | None:
