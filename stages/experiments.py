@@ -65,6 +65,7 @@ VARIANT_KEYS: dict[str, Any] = {  # the course's sample settings (params.yaml's 
     "train.reg_every": 1,
     "train.ema_kimg": 0.0,
     "train.flip": False,
+    "train.augment": [],
     "train.r3gan.preset": "paper",
     "train.snapshot_kimg": 0.0,  # snapshots scored while training: off, as params.yaml; the GPU presets turn them on
 }

@@ -155,6 +155,7 @@ class TrainParams(Section):
     ema_kimg: NonNegFloat
     ema_rampup: NonNegFloat
     flip: bool
+    augment: Annotated[list[Literal["color", "translation", "cutout"]], Field(max_length=3)]  # train/augment.py
     seed: NonNegInt
     deterministic: bool
     bf16: SpeedMode

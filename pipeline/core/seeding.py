@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 # purposes: keep the numbers stable, they are part of what makes a run reproducible
-INIT, NOISE, ORDER, GRID, FLIP, SNAPSHOT = 0, 1, 2, 3, 4, 5
+INIT, NOISE, ORDER, GRID, FLIP, SNAPSHOT, AUGMENT = 0, 1, 2, 3, 4, 5, 6
 
 
 def derive_seed(*keys: int) -> int:

@@ -44,6 +44,8 @@ def training_signature(params: TrainParams, image_size: int, data_sha256: str, d
     sig: dict[str, Any] = {f"train.{k}": signature_value(params, k) for k in SIGNATURE_KEYS}
     sig["train.betas"] = list(params.betas)
     sig["train.penalties"] = list(params.penalties)
+    if params.augment:  # only when on: the signatures (and sync folder names) of earlier checkpoints stay as they were
+        sig["train.augment"] = sorted(params.augment)
     section = family_params(params, params.model)
     flat = {moved for moved in MOVED_TRAIN_KEYS.values() if moved.startswith(f"{params.model}.")}
     for key, value in (section.model_dump() if section is not None else {}).items():

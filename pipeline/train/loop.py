@@ -45,6 +45,7 @@ from pipeline.core.seeding import GRID, INIT, NOISE, derive_seed, seed_everythin
 from pipeline.core.speed import SpeedSettings, resolve_speed
 from pipeline.data.face_batches import FaceBatches
 from pipeline.data.flips import random_flip
+from pipeline.train.augment import augmentation
 from pipeline.train.budget import Budget, stopped_summary
 from pipeline.train.checkpoint import save_checkpoint
 from pipeline.train.families import Family, Nets, family_for
@@ -248,6 +249,7 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, torch.Tensor]:
     values = family.apply_schedule(nets, step)
     epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
     noise = seeded_generator(derive_seed(p.seed, NOISE, step, rank), device)
+    augment = augmentation(p.augment, p.seed, step, rank, device)
     penalties: dict[str, list[torch.Tensor]] = {}
     for k in range(p.n_critic):
         real = trainer.batches.get(epoch, step_in_epoch * p.n_critic + k)
@@ -256,11 +258,11 @@ def _train_step(trainer: Trainer, step: int) -> dict[str, torch.Tensor]:
         z = torch.randn(plan.per_rank, p.z_dim, device=device, generator=noise)
         keep_graph = p.reuse_fake and k == p.n_critic - 1
         fake, loss_d, found = family.critic_step(nets, real, z, noise, values.gamma, step * p.n_critic + k,
-                                                 keep_graph)  # fmt: skip
+                                                 keep_graph, augment)  # fmt: skip
         for name, value in found.items():
             penalties.setdefault(name, []).append(value)
     z = None if p.reuse_fake else torch.randn(plan.per_rank, p.z_dim, device=device, generator=noise)
-    loss_g = family.generator_step(nets, fake if p.reuse_fake else None, real, z)
+    loss_g = family.generator_step(nets, fake if p.reuse_fake else None, real, z, augment)
     if nets.ema is not None:
         nets.ema.update(nets.g, step)
     return {"loss_d": loss_d, "loss_g": loss_g, **{k: torch.stack(v).mean() for k, v in penalties.items()}}

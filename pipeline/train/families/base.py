@@ -21,6 +21,7 @@ from torch import nn
 
 from pipeline.core.config import Section, TrainParams
 from pipeline.core.errors import UserError
+from pipeline.train.augment import Transform, identity
 from pipeline.train.ema import GeneratorEMA
 from pipeline.train.losses import clip_weights, critic_loss, generator_loss, gradient_penalty, zero_centred_penalty
 from pipeline.train.schedules import ScheduleValues, schedule_at
@@ -115,22 +116,24 @@ class Family:
 
     def critic_step(
         self, nets: Nets, real: torch.Tensor, z: torch.Tensor, noise: torch.Generator, gamma: float,
-        critic_index: int, keep_graph: bool = False,
+        critic_index: int, keep_graph: bool = False, augment: Transform = identity,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-        """One critic update; returns G(z) (with its graph when keep_graph), the loss and the penalties."""
+        """One critic update; returns G(z) (with its graph when keep_graph, not augmented), the loss and the
+        penalties. The critic, its penalties included, sees augment(real) and augment(fake) (train.augment)."""
         p = self.params
         with nets.autocast():
             with contextlib.nullcontext() if keep_graph else torch.no_grad():
                 # float32 like the real batch: under bf16 a bf16 fake made compile build one more critic graph;
                 # autocast casts it back to bf16 for the critic's first conv, exactly
                 fake = nets.g_train(z).float()
-            loss = critic_loss(p.loss, nets.d_train(real), nets.d_train(fake.detach()))
+            real_seen, fake_seen = augment(real), augment(fake.detach())
+            loss = critic_loss(p.loss, nets.d_train(real_seen), nets.d_train(fake_seen))
             if p.loss == "wgan-gp":
-                loss = loss + p.gp_lambda * gradient_penalty(nets.d, real, fake.detach(), noise)
+                loss = loss + p.gp_lambda * gradient_penalty(nets.d, real_seen, fake_seen, noise)
         extras: dict[str, torch.Tensor] = {}
         weight = self.penalty_gamma(gamma, critic_index)
         if weight > 0:
-            for name, x in (("r1", real), ("r2", fake)):
+            for name, x in (("r1", real_seen), ("r2", fake_seen)):
                 if name in p.penalties:
                     extras[name] = zero_centred_penalty(nets.d, x)
                     loss = loss + weight / 2 * extras[name]
@@ -142,10 +145,12 @@ class Family:
         return fake, loss.detach(), {k: v.detach() for k, v in extras.items()}
 
     def generator_step(
-        self, nets: Nets, fake: torch.Tensor | None, real: torch.Tensor, z: torch.Tensor
+        self, nets: Nets, fake: torch.Tensor | None, real: torch.Tensor, z: torch.Tensor,
+        augment: Transform = identity,
     ) -> torch.Tensor:
         """One generator update against the frozen critic; fake: the critic step's G(z) with its graph, or None
-        to draw G(z) afresh. rpgan pairs the fakes with the real batch's scores."""
+        to draw G(z) afresh. rpgan pairs the fakes with the real batch's scores. The critic sees them augmented, and
+        the generator's gradient flows back through the augmentation."""
         p = self.params
         # the generator step needs gradients w.r.t. images only. Under compile the frozen critic is its own graph
         # anyway (its input needs grad), built once in step 1; frozen weights keep weight gradients out of it
@@ -153,8 +158,8 @@ class Family:
         with nets.autocast():
             if fake is None:
                 fake = nets.g_train(z).float()
-            real_scores = nets.d_frozen(real) if p.loss == "rpgan" else None
-            loss = generator_loss(p.loss, nets.d_frozen(fake), real_scores)
+            real_scores = nets.d_frozen(augment(real)) if p.loss == "rpgan" else None
+            loss = generator_loss(p.loss, nets.d_frozen(augment(fake)), real_scores)
         nets.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         nets.opt_g.step()
