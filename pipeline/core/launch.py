@@ -15,7 +15,8 @@ WORLD_SIZE, MASTER_ADDR and MASTER_PORT in each: pipeline.core.distributed.init_
 env://, exactly as under torchrun. Each process logs as this one does (its root level and format; ranks above 0
 warnings only) and, unless OMP_NUM_THREADS is set, runs torch on one thread as torchrun's processes do. A UserError
 in any process stops them all and is raised here with that process's message; any other failure is a bug and
-raises torch's ChildFailedError, which names the failing rank. Ctrl-C stops every process (KeyboardInterrupt here).
+raises torch's ChildFailedError, which names the failing rank. Ctrl-C stops every process (KeyboardInterrupt here;
+the processes ignore SIGINT themselves and are ended by the launcher, so none prints a traceback).
 """
 
 from __future__ import annotations
@@ -99,8 +100,11 @@ def launch_local(fn: Callable[..., Any], args: tuple[Any, ...], count: int) -> l
 def _one_process(fn: Callable[..., Any], args: tuple[Any, ...], reports: str, level: int, fmt: str | None,
                  threads: int | None) -> Any:  # fmt: skip
     """One launched process: log as the launcher does, run fn; a UserError is left for the launcher to raise."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher too, which stops every process
     rank = int(os.environ["RANK"])
     logging.basicConfig(level=level if rank == 0 else max(level, logging.WARNING), format=fmt)
     if threads is not None:
@@ -122,8 +126,10 @@ def _first_user_error(reports: Path, count: int) -> str | None:
 
 @contextmanager
 def _quiet(names: tuple[str, ...]) -> Iterator[None]:
-    """The launcher's own log lines off for the block (see LAUNCHER_LOGGERS)."""
-    loggers = [logging.getLogger(name) for name in names]
+    """The launcher's own log lines off for the block (see LAUNCHER_LOGGERS): its modules' loggers set their own
+    levels, so each existing one below those names is quietened, not only the parents."""
+    existing = [name for name in logging.root.manager.loggerDict if name.startswith(tuple(f"{n}." for n in names))]
+    loggers = [logging.getLogger(name) for name in [*names, *existing]]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)

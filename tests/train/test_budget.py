@@ -8,6 +8,7 @@ step and at least one step always runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -19,7 +20,10 @@ from train_helpers import SUBPROCESS_ENV, assert_same_tensors, checkpoint_of, ti
 
 from pipeline.core.errors import EXIT_STOPPED
 from pipeline.train.budget import Budget, stop_line
+from pipeline.train.checkpoint import training_signature
 from pipeline.train.generator_file import load_generator
+from pipeline.train.resume import faces_digest
+from pipeline.train.sync import SyncFolder
 
 SPENT = Budget(max_minutes=1.0, deadline=0.0)  # its deadline long past: stops after the first step
 
@@ -49,6 +53,16 @@ def test_a_spent_budget_checkpoints_after_the_first_step_and_the_rerun_equals_an
     train_tiny(straight, faces, "train.checkpoint_every=3")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d"):
         assert_same_tensors(checkpoint_of(stopped)[key], checkpoint_of(straight)[key], key)
+
+
+def test_the_checkpoint_written_at_the_budget_is_published_to_train_sync(tmp_path, faces):
+    url = str(tmp_path / "drive")  # a folder standing in for a mounted drive
+    train_tiny(tmp_path / "A", faces, "train.checkpoint_every=3", f"train.sync={url}", budget=SPENT)
+    params = tiny_params(tmp_path / "A", "train.checkpoint_every=3", f"train.sync={url}")
+    signature = training_signature(params.train, params.data.image_size, faces_digest(faces), len(faces))
+    pointer = SyncFolder.open(url, signature).pointer()  # the run's folder there: its newest verified checkpoint
+    local = tmp_path / "A" / "models" / "checkpoint.pt"
+    assert pointer["step"] == 1 and pointer["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
 
 
 def test_a_budget_not_reached_changes_nothing(tmp_path, faces):
