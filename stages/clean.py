@@ -2,7 +2,7 @@
 
 Usage:
     animegan clean [--set data.image_size=32]      # or: dvc repro clean
-    from stages.clean import run; run(load_params("params.yaml"))
+    from stages.clean import execute; execute(load_params("params.yaml"))
 
 The clean folder, the preview (the first data.preview_count faces) and metrics/data.json are written as
 temporaries first and swapped in together (pipeline.core.atomic's staged_outputs): a failure changes none of them.
@@ -21,7 +21,7 @@ from pipeline.core.image_grid import grid_image
 from pipeline.data.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     paths, data = params.paths, params.data
     raw, clean = Path(paths.raw), Path(paths.clean)
     preview_path, metrics_path = Path(paths.plots) / "clean_preview.png", Path(paths.metrics) / "data.json"

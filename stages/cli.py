@@ -8,7 +8,7 @@ Usage:
     animegan pull [--remote NAME]      # dvc pull, refused in one line (nothing changed) when the remote lacks a file
     animegan --help
 
-Each stage command loads and validates params (with `--set` overrides), then calls `stages.<name>.run(params)`.
+Each stage command loads and validates params (with `--set` overrides), then calls `stages.<name>.execute(params)`.
 A UserError becomes one line on stderr and exit code 2; a stage that stopped on purpose (Stopped: train at its time
 budget) one line and exit code 75 (EXIT_STOPPED); nothing here holds pipeline logic.
 """
@@ -91,7 +91,7 @@ def _stage_command(name: str, help_text: str) -> None:
             resolved = resolve(params, set_)
             if dry_run:
                 return print_params(resolved)
-            importlib.import_module(f"stages.{name}").run(resolved)
+            importlib.import_module(f"stages.{name}").execute(resolved)
 
         run_guarded(go)
 
@@ -125,9 +125,9 @@ def evaluate(
         from stages import evaluate as stage
 
         if images is None:
-            metrics, target = stage.run(resolved), Path(resolved.paths.metrics) / EVAL_METRICS_FILE
+            metrics, target = stage.execute(resolved), Path(resolved.paths.metrics) / EVAL_METRICS_FILE
         else:
-            metrics, target = stage.run_images(resolved, images, out)
+            metrics, target = stage.execute_on_images(resolved, images, out)
         typer.echo(stage.format_table(metrics))
         typer.echo(f"wrote {target}")
 

@@ -2,7 +2,7 @@
 
 Usage:
     animegan copy-index          # or: dvc repro copy_index
-    from stages.copy_index import run; run(load_params("params.yaml"))
+    from stages.copy_index import execute; execute(load_params("params.yaml"))
 
 Computes, once per clean data, what the copy check needs beside the images it scores (see
 pipeline.metrics.copy_cache): the index that finds each image's nearest training face exactly while comparing only
@@ -27,7 +27,7 @@ from pipeline.metrics.copy_cache import CopySettings, compute_copy_cache, load_c
 log = logging.getLogger(__name__)
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     folder = Path(params.paths.copy_index)
     remove_stale_temporaries(folder)
     faces = load_clean_faces(params.paths.clean)

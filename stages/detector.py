@@ -30,7 +30,7 @@ from pipeline.metrics.detector.model import HOLDOUT_FILE, META_FILE, WEIGHTS_FIL
 from pipeline.metrics.detector.training import fit_detector
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     target, metrics_path = Path(params.paths.detector), Path(params.paths.metrics) / DETECTOR_METRICS_FILE
     device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(target, metrics_path)

@@ -4,7 +4,7 @@ Usage:
     animegan download [--set data.url=file:///path/faces.zip] [--set data.sha256=<64 hex>]
     animegan download --set data.url=/kaggle/input/anime-faces      # a folder: faces/<images>, faces/faces/.. or
                                                                      # the images themselves; copied, never changed
-    python -c "from pipeline.core.config import load_params; from stages.download import run; run(load_params())"
+    from stages.download import execute; execute(load_params("params.yaml"))
 
 Result: `<paths.raw>/faces/<files>` plus `<paths.raw>/SOURCE.json` (url, kind, sha256, bytes, files, layout, pinned,
 unpacked_bytes), built in a temporary folder beside it and renamed into place together, so the stamp always
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SOURCE_FILE = "SOURCE.json"
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     data = params.data
     raw = Path(params.paths.raw)
     remove_stale_temporaries(raw)  # a killed download leaves its copy and staging folder beside raw

@@ -4,7 +4,8 @@ Usage:
     animegan evaluate                                   # or: dvc repro evaluate -> metrics/eval.json
     animegan evaluate --images output/                  # any folder of images -> output-eval.json beside it
     animegan evaluate --images output/ --out my.json
-    from stages.evaluate import run, run_images; run(params); metrics = run_images(params, Path("output"))
+    from stages.evaluate import execute, execute_on_images
+    execute(params); metrics, written = execute_on_images(params, Path("output"))
 
 Draw 0 is the submitted samples read back from paths.samples; draws d >= 1 come from the generator as the sample
 stage draws them (pipeline.metrics.draws). Every draw is scored on every registered metric (pipeline.metrics.scores:
@@ -41,7 +42,7 @@ from pipeline.train.sampling import read_jpegs
 log = logging.getLogger(__name__)
 
 
-def run(params: Params) -> dict[str, Any]:
+def execute(params: Params) -> dict[str, Any]:
     target = Path(params.paths.metrics) / EVAL_METRICS_FILE
     device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(target)
@@ -61,7 +62,7 @@ def run(params: Params) -> dict[str, Any]:
     return metrics
 
 
-def run_images(params: Params, folder: Path, out: Path | None = None) -> tuple[dict[str, Any], Path]:
+def execute_on_images(params: Params, folder: Path, out: Path | None = None) -> tuple[dict[str, Any], Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--images: no such folder {folder}")

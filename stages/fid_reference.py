@@ -3,7 +3,7 @@
 Usage:
     animegan fid-reference [--set eval.fid.reference_count=1000] [--set eval.fid.weights=untrained]
     dvc repro fid_reference
-    from stages.fid_reference import run; run(load_params("params.yaml"))
+    from stages.fid_reference import execute; execute(load_params("params.yaml"))
 
 Inception statistics of the clean faces (see pipeline.metrics.fid_reference), stored with the data hash and the weights
 hash they came from, with the seeded precision/recall subset's features (eval.prdc.reference_count, eval.prdc.seed).
@@ -27,7 +27,7 @@ from pipeline.metrics.fid_reference import backbone_for, backbone_meta, compute_
 log = logging.getLogger(__name__)
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     fid, kid, prdc = params.eval.fid, params.eval.kid, params.eval.prdc
     device = resolve_device(params.device)  # first: a device that cannot run stops before any work
     remove_stale_temporaries(Path(params.paths.fid_reference))

@@ -2,7 +2,7 @@
 
 Usage:
     animegan sample [--set sample.count=100 --set sample.jpeg_quality=90]     # or: dvc repro sample
-    from stages.sample import run; run(load_params("params.yaml"))
+    from stages.sample import execute; execute(load_params("params.yaml"))
 
 The generator is sample.snapshot's (pipeline.train.best_file): best.pt, the best snapshot train scored on
 train.select_by (the last generator when none was scored), or generator.pt; metrics/sample.json says which.
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 GRID_COUNT = 64  # the first images of the submission, in the preview
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     paths, sample = params.paths, params.sample
     samples, submission = Path(paths.samples), Path(paths.submission)
     grid_path, metrics_path = Path(paths.plots) / SAMPLES_GRID_FILE, Path(paths.metrics) / SAMPLE_METRICS_FILE

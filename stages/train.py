@@ -5,7 +5,7 @@ Usage:
     animegan train --set train.processes=auto      # DDP on every visible GPU: it starts the processes itself
     torchrun --nproc_per_node=4 -m stages.cli train                          # DDP, the same entry point
     animegan train --set train.max_minutes=600     # stop in time: checkpoint, then exit 75; rerun to continue
-    from stages.train import run; run(load_params("params.yaml"))
+    from stages.train import execute; execute(load_params("params.yaml"))
 
 Rerunning resumes from paths.models/checkpoint.pt (after an interruption, or with more epochs); a finished run
 rerun rewrites nothing. Only rank 0 writes. A second `animegan train` in the same workspace refuses while one runs
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 PLOTS_DIR = "train"
 
 
-def run(params: Params) -> None:
+def execute(params: Params) -> None:
     from pipeline.core.launch import launch_local, process_count, under_launcher
     from pipeline.metrics.snapshot_settings import check_snapshot_params
     from pipeline.train.budget import STOP_REPORT_ENV, stop_line

@@ -60,7 +60,7 @@ def test_a_bad_clean_faces_file_is_one_line(tmp_path, stage, spoil):
     (tmp_path / "clean").mkdir()
     spoil(tmp_path / "clean" / "faces.npy")
     with pytest.raises(UserError, match=r"faces.npy .*rerun the clean stage") as e:
-        stage.run(load_params(PARAMS, stage_overrides(tmp_path)))
+        stage.execute(load_params(PARAMS, stage_overrides(tmp_path)))
     assert "\n" not in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean"]  # nothing written
 

@@ -91,7 +91,7 @@ def main() -> None:
     detector_dir = args.detector or Path(params.paths.detector)
     if args.detector is None and not (detector_dir / "detector.pt").is_file():
         t = time.perf_counter()
-        detector_stage.run(params)
+        detector_stage.execute(params)
         timings["detector_stage_s"] = round(time.perf_counter() - t, 1)
     anime = load_detector_from(detector_dir)
     mtcnn = get_detector("mtcnn", params)
@@ -109,7 +109,7 @@ def main() -> None:
     for name, steps in (("brief", args.brief_steps), ("longer", args.long_steps)):
         shutil.rmtree(models, ignore_errors=True)  # each a fresh run from the same seed
         t = time.perf_counter()
-        train_stage.run(train_params.model_copy(update={"train": tp.model_copy(update={"max_steps": steps})}))
+        train_stage.execute(train_params.model_copy(update={"train": tp.model_copy(update={"max_steps": steps})}))
         timings[f"train_to_{steps}_steps_s"] = round(time.perf_counter() - t, 1)
         generators[f"{name} ({steps} steps)"] = load_generator(models / "generator.pt")
 

@@ -43,7 +43,7 @@ root = sys.argv[2]
 params = load_params(sys.argv[1], [f"paths.raw={root}/raw", f"paths.clean={root}/clean",
                                    f"paths.metrics={root}/metrics", f"paths.plots={root}/plots"])
 t = time.perf_counter()
-stages.clean.run(params)
+stages.clean.execute(params)
 seconds = time.perf_counter() - t
 kept = json.load(open(f"{root}/metrics/data.json"))["kept"]
 print(json.dumps({"seconds": seconds, "kept": kept, "rss": peak_mib()}))

@@ -59,8 +59,8 @@ def project(root: Path, args: argparse.Namespace):
         f"train.snapshot_count={args.count}", "detector.epochs=1", "detector.max_train_faces=1000",
         f"train.max_steps={args.train_steps}", "train.log_every=1000", "train.checkpoint_every=1000",
     ])  # fmt: skip
-    fid_reference.run(params)
-    detector.run(params)
+    fid_reference.execute(params)
+    detector.execute(params)
     return params
 
 

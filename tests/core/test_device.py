@@ -219,7 +219,7 @@ def test_every_stage_refuses_an_unavailable_device_before_any_work(tmp_path, mon
     """tmp_path holds no clean faces, generator or samples: the device is checked before any of them is read."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError) as e:
-        importlib.import_module(f"stages.{stage}").run(load_params(PARAMS, ["device=cuda"]))
+        importlib.import_module(f"stages.{stage}").execute(load_params(PARAMS, ["device=cuda"]))
     want = f"device: cuda, but this torch {torch.__version__} sees no CUDA GPU (set device: auto or cpu)"
     assert str(e.value) == want
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -245,5 +245,5 @@ def test_every_stage_on_kaggle_without_a_gpu_stops_before_any_work(tmp_path, mon
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="on Kaggle pick Settings > Accelerator > GPU T4 x2"):
-        importlib.import_module(f"stages.{stage}").run(load_params(PARAMS, ["device=auto"]))
+        importlib.import_module(f"stages.{stage}").execute(load_params(PARAMS, ["device=auto"]))
     assert list(tmp_path.iterdir()) == []

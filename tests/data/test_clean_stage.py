@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.core.errors import UserError
-from stages.clean import run
+from stages.clean import execute
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_stage_writes_array_manifest_metrics_and_preview(tmp_path, stage_params)
     write_raw(tmp_path / "data" / "raw", 12, source)
     (tmp_path / "data" / "raw" / "faces" / "12.png").write_bytes(b"")
 
-    run(params)
+    execute(params)
 
     faces = np.load(tmp_path / "data" / "clean" / "faces.npy")
     assert faces.shape == (12, 16, 16, 3) and faces.dtype == np.uint8
@@ -61,7 +61,7 @@ def test_stage_writes_array_manifest_metrics_and_preview(tmp_path, stage_params)
 
 def test_missing_source_stamp_records_null_hash(tmp_path, stage_params):
     write_raw(tmp_path / "data" / "raw", 3)
-    run(stage_params(image_size=16, min_side=8))
+    execute(stage_params(image_size=16, min_side=8))
     metrics = json.loads((tmp_path / "metrics" / "data.json").read_text())
     assert metrics["source"] == {"url": None, "sha256": None, "bytes": None, "pinned": None}
 
@@ -69,13 +69,13 @@ def test_missing_source_stamp_records_null_hash(tmp_path, stage_params):
 def test_failed_run_leaves_previous_outputs_untouched(tmp_path, stage_params):
     params = stage_params(image_size=16, min_side=8)
     write_raw(tmp_path / "data" / "raw", 3)
-    run(params)
+    execute(params)
     before = {d: tree_snapshot(tmp_path / d) for d in ("data/clean", "metrics", "plots")}
 
     for f in (tmp_path / "data" / "raw" / "faces").iterdir():
         f.write_text("no longer an image")
     with pytest.raises(UserError, match="none of the 3 files"):
-        run(params)
+        execute(params)
 
     assert {d: tree_snapshot(tmp_path / d) for d in before} == before
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["clean", "raw"]

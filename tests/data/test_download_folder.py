@@ -92,7 +92,7 @@ def test_each_layout_is_copied_and_the_source_left_as_it_was(layout, make_source
     source = make_source(layout)
     before = source.lock()
     params = stage_params(url=str(source.root))
-    download.run(params)
+    download.execute(params)
 
     raw = raw_of(params)
     assert sorted(p.name for p in (raw / "faces").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
@@ -120,7 +120,7 @@ def test_the_folder_hash_is_what_sha256sum_gives_and_ignores_the_layout(make_sou
     hashes = []
     for source in (nested, flat):  # unpinned, the second url replaces the first's data
         params = stage_params(url=source.root.as_uri())  # file:// names a folder too
-        download.run(params)
+        download.execute(params)
         hashes.append(json.loads((raw_of(params) / "SOURCE.json").read_text())["sha256"])
     pipeline = "find . -maxdepth 1 -type f ! -name '.*' -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum"
     shell = subprocess.run(f"{pipeline} | sha256sum", shell=True, cwd=flat.folder, capture_output=True, text=True,
@@ -132,12 +132,12 @@ def test_a_pinned_folder_is_checked_and_then_never_read_again(make_source, stage
     source = make_source()
     pin = manifest_hash(source.images)
     params = stage_params(url=str(source.root), sha256=pin)
-    download.run(params)
+    download.execute(params)
     assert json.loads((raw_of(params) / "SOURCE.json").read_text())["pinned"] is True
     source.unlock()
     source.root.rename(source.root.with_name("moved"))  # gone: a second run that read it would fail
     source.root = source.root.with_name("moved")
-    download.run(params)
+    download.execute(params)
     assert sorted(p.name for p in (raw_of(params) / "faces").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
 
 
@@ -148,21 +148,21 @@ def test_hidden_files_and_macos_metadata_are_skipped(make_source, stage_params) 
     (source.root / "__MACOSX" / "._0.jpg").write_bytes(b"fork")
     before = source.lock()
     params = stage_params(url=str(source.root))
-    download.run(params)
+    download.execute(params)
     assert sorted(p.name for p in (raw_of(params) / "faces").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
     assert json.loads((raw_of(params) / "SOURCE.json").read_text())["sha256"] == manifest_hash(source.images)
     assert state(source.root) == before
 
 
 def test_a_wrong_pin_leaves_the_old_data_in_place(make_source, stage_params, faces_zip, snapshot) -> None:
-    download.run(stage_params(url=str(faces_zip("old.zip", count=2, seed=100))))
+    download.execute(stage_params(url=str(faces_zip("old.zip", count=2, seed=100))))
     source = make_source()
     before = source.lock()
     params = stage_params(url=str(source.root), sha256="ab" * 32)
     data = raw_of(params).parent
     old = snapshot(data)
     with pytest.raises(UserError, match=r"checksum mismatch for .*dataset: got sha256 [0-9a-f]{64}, data\.sha256 pins"):
-        download.run(params)
+        download.execute(params)
     assert snapshot(data) == old and state(source.root) == before
 
 

@@ -40,7 +40,7 @@ def sha256(path: Path) -> str:
 def existing_raw(stage_params, faces_zip):
     """paths.raw already filled by a first download (from a local path), as a user would have it."""
     params = stage_params(url=str(faces_zip("old.zip", count=2, seed=100)))
-    download.run(params)
+    download.execute(params)
     return params
 
 
@@ -48,7 +48,7 @@ def assert_refused(params, message: str, snapshot) -> UserError:
     data = raw_dir(params).parent
     before = snapshot(data)
     with pytest.raises(UserError, match=message) as caught:
-        download.run(params)
+        download.execute(params)
     assert "\n" not in str(caught.value)
     assert snapshot(data) == before
     assert not [p for p in data.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
@@ -58,7 +58,7 @@ def assert_refused(params, message: str, snapshot) -> UserError:
 def test_good_zip_over_http(http_server, faces_zip, stage_params) -> None:
     zip_path = faces_zip("faces.zip", count=3)
     params = stage_params(url=http_server.serve("/faces.zip", zip_path))
-    download.run(params)
+    download.execute(params)
     assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg"]
     assert source(params) == {
         "url": params.data.url,
@@ -76,7 +76,7 @@ def test_good_zip_over_http(http_server, faces_zip, stage_params) -> None:
 
 def test_nested_layout_is_normalised(http_server, faces_zip, stage_params) -> None:
     params = stage_params(url=http_server.serve("/n.zip", faces_zip("n.zip", count=2, prefix="faces/faces/")))
-    download.run(params)
+    download.execute(params)
     assert faces_in(params) == ["0.jpg", "1.jpg"]
     assert source(params)["layout"] == "faces/faces/"
 
@@ -84,7 +84,7 @@ def test_nested_layout_is_normalised(http_server, faces_zip, stage_params) -> No
 def test_file_url_and_plain_path(faces_zip, stage_params) -> None:
     zip_path = faces_zip("local.zip", count=2)
     params = stage_params(url=zip_path.as_uri())
-    download.run(params)
+    download.execute(params)
     assert source(params)["sha256"] == sha256(zip_path)
     assert faces_in(params) == ["0.jpg", "1.jpg"]
 
@@ -93,11 +93,11 @@ def test_second_run_makes_no_request(http_server, faces_zip, stage_params, snaps
     zip_path = faces_zip("faces.zip")
     url = http_server.serve("/faces.zip", zip_path)
     params = stage_params(url=url)
-    download.run(params)
+    download.execute(params)
     before = snapshot(raw_dir(params))
-    download.run(params)  # unpinned, same url
-    download.run(stage_params(url=url, sha256=sha256(zip_path)))  # pinned to what is already there
-    download.run(stage_params(url=url + "?mirror", sha256=sha256(zip_path)))  # pinned content matters, not url
+    download.execute(params)  # unpinned, same url
+    download.execute(stage_params(url=url, sha256=sha256(zip_path)))  # pinned to what is already there
+    download.execute(stage_params(url=url + "?mirror", sha256=sha256(zip_path)))  # pinned content matters, not url
     assert http_server.requests == ["/faces.zip"]
     assert snapshot(raw_dir(params)) == before
 
@@ -106,7 +106,7 @@ def test_unpinned_warns_once_and_records_hash(http_server, faces_zip, stage_para
     zip_path = faces_zip("faces.zip")
     params = stage_params(url=http_server.serve("/faces.zip", zip_path))
     with caplog.at_level(logging.INFO):
-        download.run(params)
+        download.execute(params)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0]
     assert "not checked against a known hash" in warnings[0]
@@ -115,7 +115,7 @@ def test_unpinned_warns_once_and_records_hash(http_server, faces_zip, stage_para
     assert source(params)["pinned"] is False
 
     caplog.clear()
-    download.run(params)
+    download.execute(params)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -123,7 +123,7 @@ def test_pinned_download_is_verified_and_silent(http_server, faces_zip, stage_pa
     zip_path = faces_zip("faces.zip")
     params = stage_params(url=http_server.serve("/faces.zip", zip_path), sha256=sha256(zip_path))
     with caplog.at_level(logging.WARNING):
-        download.run(params)
+        download.execute(params)
     assert not caplog.records
     assert source(params)["pinned"] is True
 
@@ -131,7 +131,7 @@ def test_pinned_download_is_verified_and_silent(http_server, faces_zip, stage_pa
 def test_pin_change_replaces_only_after_verification(http_server, faces_zip, stage_params, snapshot) -> None:
     old_zip, new_zip = faces_zip("a.zip", count=2, seed=0), faces_zip("b.zip", count=4, seed=50)
     old_url, new_url = http_server.serve("/a.zip", old_zip), http_server.serve("/b.zip", new_zip)
-    download.run(stage_params(url=old_url, sha256=sha256(old_zip)))
+    download.execute(stage_params(url=old_url, sha256=sha256(old_zip)))
 
     # The new pin while the server still has the old file: refused, the old data stays.
     assert_refused(stage_params(url=old_url, sha256=sha256(new_zip)), "checksum mismatch", snapshot)
@@ -140,7 +140,7 @@ def test_pin_change_replaces_only_after_verification(http_server, faces_zip, sta
     assert_refused(stage_params(url=dropping, sha256=sha256(new_zip)), "connection dropped", snapshot)
 
     params = stage_params(url=new_url, sha256=sha256(new_zip))
-    download.run(params)
+    download.execute(params)
     assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
     assert source(params)["sha256"] == sha256(new_zip)
     assert sorted(p.name for p in raw_dir(params).parent.iterdir()) == ["raw"]
@@ -149,7 +149,7 @@ def test_pin_change_replaces_only_after_verification(http_server, faces_zip, sta
 def test_new_url_while_unpinned_replaces(existing_raw, http_server, faces_zip, stage_params) -> None:
     new_zip = faces_zip("new.zip", count=3, seed=7)
     params = stage_params(url=http_server.serve("/new.zip", new_zip))
-    download.run(params)
+    download.execute(params)
     assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg"]
     assert source(params)["url"] == params.data.url
 
@@ -217,7 +217,7 @@ def test_failures_leave_raw_untouched(
 def test_failed_first_download_leaves_no_folder_behind(http_server, stage_params, tmp_path) -> None:
     params = stage_params(url=http_server.base + "/missing.zip")
     with pytest.raises(UserError, match="HTTP 404"):
-        download.run(params)
+        download.execute(params)
     assert not (tmp_path / "data").exists()
 
 
@@ -240,5 +240,5 @@ def test_raw_path_that_is_a_file_is_refused(http_server, faces_zip, stage_params
 def test_empty_raw_folder_is_filled(faces_zip, stage_params) -> None:
     params = stage_params(url=str(faces_zip("faces.zip")))
     raw_dir(params).mkdir(parents=True)
-    download.run(params)
+    download.execute(params)
     assert faces_in(params) == ["0.jpg", "1.jpg", "2.jpg"]

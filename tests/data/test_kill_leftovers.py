@@ -51,7 +51,7 @@ def test_a_download_killed_mid_transfer_leaves_temporaries_the_next_run_removes(
     make_temp_file(data / "raw")  # and what a kill inside the stamp write or the folder swap leaves
     temp_dir_beside(data / "raw")
 
-    download.run(stage_params(url=http_server.serve("/faces.zip", faces_zip("faces.zip", count=3))))
+    download.execute(stage_params(url=http_server.serve("/faces.zip", faces_zip("faces.zip", count=3))))
     assert hidden(data) == []
     assert sorted(p.name for p in (data / "raw" / "faces").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
 
@@ -70,6 +70,6 @@ def test_a_clean_killed_mid_run_leaves_temporaries_the_next_run_removes(tmp_path
     make_temp_file(Path(params.paths.metrics) / "data.json")  # a kill inside the metrics write
     make_temp_file(Path(params.paths.plots) / "clean_preview.png", "png")
 
-    clean.run(params)
+    clean.execute(params)
     assert hidden(data) == [] and hidden(tmp_path / "metrics") == [] and hidden(tmp_path / "plots") == []
     assert (data / "clean" / "faces.npy").is_file()

@@ -51,7 +51,7 @@ def trained(module_tmp):
     (root / "clean").mkdir()
     np.save(root / "clean" / "faces.npy", cartoon_faces(count=240, size=64, seed=3))
     params = params_for(root)
-    stage.run(params)
+    stage.execute(params)
     return params, root
 
 
@@ -101,7 +101,7 @@ def test_missing_weights_is_a_one_line_user_error(tmp_path):
         load_detector(params_for(tmp_path))
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="clean stage"):
-        stage.run(params_for(tmp_path))
+        stage.execute(params_for(tmp_path))
 
 
 def test_a_truncated_weights_file_is_a_user_error(trained, tmp_path):

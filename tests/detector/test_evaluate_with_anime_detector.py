@@ -60,10 +60,10 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
             "eval.afd.real_count=20",  # eval.afd.detector: the default, anime
         ],
     )
-    detector.run(params)
-    fid_reference.run(params)
-    sample.run(params)
-    evaluate.run(params)
+    detector.execute(params)
+    fid_reference.execute(params)
+    sample.execute(params)
+    evaluate.execute(params)
 
     m = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     trained = json.loads((tmp_path / "metrics" / "detector.json").read_text())
@@ -81,7 +81,7 @@ def test_evaluate_scores_afd_with_the_trained_anime_detector(tmp_path: Path) -> 
     cached = tmp_path / "detector" / "afd_real.json"
     assert json.loads(cached.read_text())["afd_real"] == m["afd_real"]
     cached.unlink()
-    evaluate.run(params)
+    evaluate.execute(params)
     assert json.loads((tmp_path / "metrics" / "eval.json").read_text())["afd_real"] == m["afd_real"]
 
 

@@ -59,9 +59,9 @@ def build(root: Path, seed: int) -> None:
     save_generator(root / "models" / "generator.pt", generator, generator_config("dcgan", 8, 4, SIZE))
     params = params_for(root)
     for stage in (detector, fid_reference, copy_index, sample, evaluate):
-        stage.run(params)
+        stage.execute(params)
     shutil.copytree(root / "samples", root / "folder")
-    evaluate.run_images(params, root / "folder")
+    evaluate.execute_on_images(params, root / "folder")
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ AFD_REAL_FAULTS = {
 def run_evaluate_expecting_a_warning(ws: Path, caplog: pytest.LogCaptureFixture, words: str) -> None:
     before = snapshot(ws)
     with caplog.at_level(logging.WARNING):
-        evaluate.run(params_for(ws))
+        evaluate.execute(params_for(ws))
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and words in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     after = snapshot(ws)
@@ -214,7 +214,7 @@ def test_evaluate_images_recomputes_too(built: tuple[Path, Path], ws: Path, capl
     COPY_FAULTS["index flipped"](built, ws)
     AFD_REAL_FAULTS["out of range"](built, ws)
     with caplog.at_level(logging.WARNING):
-        evaluate.run_images(params_for(ws), ws / "folder")
+        evaluate.execute_on_images(params_for(ws), ws / "folder")
     said = caplog.text
     assert "computing the copy index" in said and "afd_real is 7.5, not a rate" in said
     assert numbers(ws / "folder-eval.json", ws) == clean_numbers(built, "folder-eval.json")
@@ -281,9 +281,9 @@ def test_evaluate_images_refuses_too(built: tuple[Path, Path], ws: Path) -> None
 def rebuilt_over(built: tuple[Path, Path], ws: Path) -> Iterator[Callable[[str], None]]:
     def check(stage: str) -> None:
         params = params_for(ws)
-        {"copy_index": copy_index, "fid_reference": fid_reference, "detector": detector}[stage].run(params)
+        {"copy_index": copy_index, "fid_reference": fid_reference, "detector": detector}[stage].execute(params)
         assert read_manifest(ws / stage) is not None
-        evaluate.run(params)
+        evaluate.execute(params)
 
     yield check
 
@@ -308,7 +308,7 @@ def test_a_copy_index_of_the_previous_format_is_rebuilt(built: tuple[Path, Path]
     folder = ws / "copy_index"
     (folder / MANIFEST_FILE).rename(folder / "meta.json")
     run_evaluate_expecting_a_warning(ws, caplog, "no manifest.json")
-    copy_index.run(params_for(ws))
+    copy_index.execute(params_for(ws))
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (built[0] / "copy_index").iterdir())
     assert numbers(ws / "metrics/eval.json", ws) == clean_numbers(built)
 
@@ -318,14 +318,14 @@ def test_faces_changed_outside_dvc_repro(built: tuple[Path, Path], ws: Path, cap
     detector trained on the old faces; with the mtcnn detector it recomputes the stale copy index with a warning
     and gives the numbers of a run whose copy_index stage was rerun too."""
     shutil.copyfile(built[1] / "clean/faces.npy", ws / "clean/faces.npy")
-    fid_reference.run(params_for(ws))
+    fid_reference.execute(params_for(ws))
     message = refuses(ws)
     assert "anime detector unusable" in message and "made from other data_sha256" in message
     mtcnn = "eval.afd.detector=mtcnn"
     with caplog.at_level(logging.WARNING):
-        evaluate.run(params_for(ws, mtcnn))
+        evaluate.execute(params_for(ws, mtcnn))
     assert "made from other data_sha256" in caplog.text and "computing the copy index" in caplog.text
     recomputed = (ws / "metrics/eval.json").read_text()
-    copy_index.run(params_for(ws, mtcnn))
-    evaluate.run(params_for(ws, mtcnn))
+    copy_index.execute(params_for(ws, mtcnn))
+    evaluate.execute(params_for(ws, mtcnn))
     assert (ws / "metrics/eval.json").read_text() == recomputed

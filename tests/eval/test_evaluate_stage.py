@@ -25,17 +25,17 @@ def project(module_tmp) -> tuple[Path, list[str]]:
     root = module_tmp("evalproj")
     overrides = make_project(root)
     params = project_params(overrides)
-    fid_reference.run(params)
-    sample.run(params)
+    fid_reference.execute(params)
+    sample.execute(params)
     return root, overrides
 
 
 def test_evaluate_twice_gives_identical_metrics_files(project: tuple[Path, list[str]]) -> None:
     root, overrides = project
     params = project_params(overrides)
-    evaluate.run(params)
+    evaluate.execute(params)
     first = (root / "metrics" / "eval.json").read_bytes()
-    evaluate.run(params)
+    evaluate.execute(params)
     assert (root / "metrics" / "eval.json").read_bytes() == first
 
     m = json.loads(first)
@@ -70,14 +70,14 @@ def test_reference_is_kept_when_current_and_refused_when_stale(project: tuple[Pa
     root, overrides = project
     stats = root / "data" / "fid_reference" / "stats.npz"
     before = stats.stat().st_mtime_ns
-    fid_reference.run(project_params(overrides))
+    fid_reference.execute(project_params(overrides))
     assert stats.stat().st_mtime_ns == before  # same data and weights: not recomputed
 
     other = root / "other_clean"
     other.mkdir()
     np.save(other / "faces.npy", cartoon_faces(count=16, size=16, seed=99))
     with pytest.raises(UserError, match="stale.*data_sha256"):
-        evaluate.run(project_params(overrides + [f"paths.clean={other}"]))
+        evaluate.execute(project_params(overrides + [f"paths.clean={other}"]))
 
 
 def test_evaluate_images_folder_reports_bad_files(
@@ -121,7 +121,7 @@ def test_evaluate_images_flags_a_training_face_handed_back(project: tuple[Path, 
 def test_a_reference_without_the_precision_recall_subset_is_refused(project: tuple[Path, list[str]]) -> None:
     _, overrides = project
     with pytest.raises(UserError, match="no precision/recall subset of 10 faces.*rerun `animegan fid-reference`"):
-        evaluate.run(project_params(overrides + ["eval.prdc.reference_count=10"]))
+        evaluate.execute(project_params(overrides + ["eval.prdc.reference_count=10"]))
 
 
 def test_reference_chunks_and_kid_pool_match_a_direct_computation(
@@ -172,14 +172,14 @@ def test_reference_from_other_calibration_images_is_refused(
     monkeypatch.setattr(inception, "CALIBRATION_COUNT", inception.CALIBRATION_COUNT // 2)
     try:
         with pytest.raises(UserError, match="stale.*weights_sha256"):
-            evaluate.run(project_params(overrides))
+            evaluate.execute(project_params(overrides))
     finally:
         inception._untrained.cache_clear()  # later tests calibrate with the real count again
 
 
 def test_eval_provenance_names_the_backbone_the_reference_was_made_with(project: tuple[Path, list[str]]) -> None:
     root, overrides = project
-    metrics = evaluate.run(project_params(overrides))
+    metrics = evaluate.execute(project_params(overrides))
     meta = json.loads((root / "data" / "fid_reference" / "meta.json").read_text())
     p = metrics["provenance"]
     assert p["weights_sha256"] == meta["weights_sha256"] and len(p["weights_sha256"]) == 64
@@ -187,14 +187,14 @@ def test_eval_provenance_names_the_backbone_the_reference_was_made_with(project:
 def test_evaluate_refuses_samples_drawn_by_another_generator(tmp_path: Path) -> None:
     overrides = make_project(tmp_path, sample_count=4)
     params = project_params(overrides)
-    sample.run(params)
+    sample.execute(params)
     generator = tmp_path / "models" / "generator.pt"
     save_generator(generator, tiny_generator(seed=1), generator_config("dcgan", 8, 4, 16))  # retrained, not re-sampled
     with pytest.raises(UserError, match=r"samples/ was drawn by another generator .* than .*generator.pt"):
-        evaluate.run(params)
+        evaluate.execute(params)
     (tmp_path / "metrics" / "sample.json").unlink()
     with pytest.raises(UserError, match=r"sample.json does not say which generator drew"):
-        evaluate.run(params)
+        evaluate.execute(params)
     assert not (tmp_path / "metrics" / "eval.json").exists()
 
 

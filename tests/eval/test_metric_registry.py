@@ -52,8 +52,8 @@ def project(module_tmp) -> tuple[Path, list[str]]:
     root = module_tmp("registryproj")
     overrides = make_project(root)
     params = project_params(overrides)
-    fid_reference.run(params)
-    sample.run(params)
+    fid_reference.execute(params)
+    sample.execute(params)
     return root, overrides
 
 
@@ -62,7 +62,7 @@ def test_a_declared_metric_reaches_eval_json_the_table_compare_and_the_report(
 ) -> None:
     root, overrides = project
     params = project_params(overrides)
-    metrics = evaluate.run(params)
+    metrics = evaluate.execute(params)
 
     saved = json.loads((root / "metrics" / "eval.json").read_text())
     entry = saved["brightness"]
@@ -83,7 +83,7 @@ def test_a_declared_metric_reaches_eval_json_the_table_compare_and_the_report(
     assert row in report.markdown and "Brightness per draw (higher is better)" in report.html
 
     unregister(toy_metric)  # gone from the registry: gone from the next eval.json, and compare shows no column
-    evaluate.run(params)
+    evaluate.execute(params)
     assert "brightness" not in json.loads((root / "metrics" / "eval.json").read_text())
     assert "Brightness" not in format_comparison(compare_runs(root, [], f"{root}/metrics/eval.json", alpha=0.05))
 
@@ -132,7 +132,7 @@ def test_a_metric_that_skips_every_draw_has_no_entry_and_one_warning(
     register_metric("never", label="Never", better="lower", needs=(FEATURES, REFERENCE))(never)
     _, overrides = project
     try:
-        metrics = evaluate.run(project_params(overrides))
+        metrics = evaluate.execute(project_params(overrides))
     finally:
         unregister("never")
     assert "never" not in metrics and "fid" in metrics

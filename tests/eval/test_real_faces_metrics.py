@@ -66,7 +66,7 @@ def test_evaluate_images_flags_the_training_faces_a_folder_hands_back(tmp_path: 
         "eval.kid.subsets=5", "eval.kid.subset_size=20", "eval.afd.real_count=4", "eval.copies.calibration_count=300",
         "eval.afd.detector=mtcnn",  # needs no detector stage (the default, anime, does)
     ]  # fmt: skip
-    fid_reference.run(project_params(overrides))
+    fid_reference.execute(project_params(overrides))
     folder = tmp_path / "submission"
     folder.mkdir()
     images = list(real_faces(range(4000, 4055)))

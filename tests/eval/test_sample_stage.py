@@ -93,11 +93,11 @@ def test_generate_draws_what_torch_layers_draw(image_size: int) -> None:
 
 def test_sample_stage_writes_identical_files_for_any_batch_size_and_a_flat_tgz(tmp_path: Path) -> None:
     overrides = make_project(tmp_path, sample_count=11)
-    sample.run(project_params(overrides + ["sample.batch_size=11"]))
+    sample.execute(project_params(overrides + ["sample.batch_size=11"]))
     first = {p.name: p.read_bytes() for p in (tmp_path / "samples").iterdir()}
     tgz = (tmp_path / "submission.tgz").read_bytes()
 
-    sample.run(project_params(overrides + ["sample.batch_size=3"]))
+    sample.execute(project_params(overrides + ["sample.batch_size=3"]))
     assert {p.name: p.read_bytes() for p in (tmp_path / "samples").iterdir()} == first
     assert (tmp_path / "submission.tgz").read_bytes() == tgz  # no timestamps inside
 
@@ -121,7 +121,7 @@ def test_sample_stage_writes_identical_files_for_any_batch_size_and_a_flat_tgz(t
 def test_oversized_submission_is_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     overrides = make_project(tmp_path, sample_count=4)
     with caplog.at_level(logging.WARNING):
-        sample.run(project_params(overrides + ["sample.max_submission_mb=0.0001"]))
+        sample.execute(project_params(overrides + ["sample.max_submission_mb=0.0001"]))
     metrics = json.loads((tmp_path / "metrics" / "sample.json").read_text())
     assert metrics["over_limit"] is True
     assert any("over sample.max_submission_mb" in r.getMessage() for r in caplog.records)
@@ -135,11 +135,11 @@ def test_sample_stage_never_replaces_a_samples_folder_holding_files_it_did_not_w
     (samples / "1.jpg").write_bytes(b"an old sample")  # what the stage writes: may be replaced
     (samples / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="holds notes.txt, which this stage does not write"):
-        sample.run(project_params(overrides))
+        sample.execute(project_params(overrides))
     assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "notes.txt"]
     assert (samples / "1.jpg").read_bytes() == b"an old sample"
     (samples / "notes.txt").unlink()
-    sample.run(project_params(overrides))
+    sample.execute(project_params(overrides))
     assert sorted(p.name for p in samples.iterdir()) == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
 
 
@@ -152,7 +152,7 @@ def test_a_file_size_limit_while_writing_the_tarball_is_one_line_and_changes_no_
     # RLIMIT_FSIZE (ulimit -f) makes the kernel refuse a write past the limit with EFBIG, as a full disk refuses
     # one with ENOSPC: a real failed write of the real stage, without root or a small filesystem.
     overrides = make_project(tmp_path, sample_count=40)
-    sample.run(project_params(overrides))
+    sample.execute(project_params(overrides))
     before = _tree(tmp_path)
     limit = max(p.stat().st_size for p in (tmp_path / "samples").iterdir()) + 512  # every JPEG fits, the tgz not
     assert (tmp_path / "submission.tgz").stat().st_size > limit
@@ -177,7 +177,7 @@ def test_a_file_size_limit_while_writing_the_tarball_is_one_line_and_changes_no_
 
 def test_a_read_only_metrics_folder_changes_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = make_project(tmp_path, sample_count=6)
-    sample.run(project_params(overrides))
+    sample.execute(project_params(overrides))
     before = _tree(tmp_path)
     metrics = tmp_path / "metrics"
     metrics.chmod(0o555)
@@ -192,7 +192,7 @@ def test_a_read_only_metrics_folder_changes_no_output(tmp_path: Path, monkeypatc
         monkeypatch.setattr(os, "open", read_only_open)
     try:
         with pytest.raises(UserError, match=r"cannot write .*metrics.*permission denied"):
-            sample.run(project_params([*overrides, "sample.seed=1"]))
+            sample.execute(project_params([*overrides, "sample.seed=1"]))
     finally:
         metrics.chmod(0o755)
     assert _tree(tmp_path) == before
@@ -217,7 +217,7 @@ def test_a_sample_run_killed_mid_write_leaves_temporaries_the_next_run_removes(t
     make_temp_file(tmp_path / "metrics" / "sample.json")
     assert sum(p.name.startswith(".") for p in tmp_path.iterdir()) == 2
 
-    sample.run(project_params([*overrides, "sample.count=5"]))
+    sample.execute(project_params([*overrides, "sample.count=5"]))
     hidden = [p for p in [*tmp_path.iterdir(), *(tmp_path / "metrics").iterdir()] if p.name.startswith(".")]
     assert hidden == []
     assert len(list((tmp_path / "samples").iterdir())) == 5

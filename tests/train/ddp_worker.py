@@ -26,4 +26,4 @@ if rank > 0:
 handler = logging.FileHandler(root / f"rank{rank}.log")
 logging.getLogger("pipeline").addHandler(handler)
 logging.getLogger("pipeline").setLevel(logging.INFO)
-train_stage.run(load_params(root / "params.yaml", overrides))
+train_stage.execute(load_params(root / "params.yaml", overrides))

@@ -170,12 +170,12 @@ def test_critic_from_other_params_or_another_loss_is_refused(trained: Path, nets
 def test_sample_stage_records_the_knobs(trained: Path, tmp_path: Path) -> None:
     params = tiny_params(tmp_path, "sample.count=12", "sample.batch_size=8", "sample.rejection=top_k",
                          "sample.truncation=0.8", f"paths.models={trained / 'models'}")  # fmt: skip
-    sample_stage.run(params)
+    sample_stage.execute(params)
     metrics = json.loads((tmp_path / "metrics" / "sample.json").read_text())
     assert metrics["truncation"] == 0.8 and metrics["rejection"] == "top_k" and metrics["rejection_k"] == 4
     assert metrics["critic_step"] == STEPS and metrics["critic_mean_kept"] > metrics["critic_mean_first"]
     plain = tiny_params(tmp_path, "sample.count=12", f"paths.models={trained / 'models'}")
-    sample_stage.run(plain)
+    sample_stage.execute(plain)
     metrics = json.loads((tmp_path / "metrics" / "sample.json").read_text())
     assert (metrics["truncation"], metrics["rejection"]) == (0.0, "none") and "critic_step" not in metrics
 

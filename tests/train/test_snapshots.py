@@ -70,7 +70,7 @@ def shared(module_tmp) -> Path:
     torch.set_num_threads(1)  # module fixtures run before conftest's one-thread fixture: the tests compare to them
     params = tiny_params(root, *SNAPSHOTS, f"eval.fid.cache_dir={root / 'cache'}")
     write_faces(params, _faces())
-    fid_reference.run(params)
+    fid_reference.execute(params)
     return root
 
 
@@ -90,7 +90,7 @@ def straight(module_tmp, shared) -> Path:
     """8 steps, a snapshot every 2, never interrupted."""
     root = module_tmp("snapshot-straight")
     torch.set_num_threads(1)
-    train_stage.run(snapshot_params(root, shared))
+    train_stage.execute(snapshot_params(root, shared))
     return root
 
 
@@ -156,7 +156,7 @@ def test_the_kept_best_is_the_generator_trained_to_the_best_step(straight: Path,
     best_step = best_record(straight / "models" / "best.pt")["step"]
     # a second run stopped there, snapshots off: also shows that scoring snapshots changes nothing trained
     rebuilt = snapshot_params(tmp_path, shared, f"train.max_steps={best_step}", "train.snapshot_kimg=0")
-    train_stage.run(rebuilt)
+    train_stage.execute(rebuilt)
     models = Path(rebuilt.paths.models)
     assert_same_tensors(load_state(models / "generator.pt")["state_dict"],
                         load_state(straight / "models" / "best.pt")["state_dict"], "best.pt")  # fmt: skip
@@ -172,7 +172,7 @@ def test_sample_draws_the_best_snapshot_or_the_last_and_says_which(straight: Pat
     record = best_record(models / "best.pt")
     for snapshot, path in (("best", models / "best.pt"), ("last", models / "generator.pt")):
         chosen = snapshot_params(straight, shared, f"sample.snapshot={snapshot}")
-        sample.run(chosen)
+        sample.execute(chosen)
         stamp = json.loads((Path(chosen.paths.metrics) / "sample.json").read_text())
         assert stamp["generator_sha256"] == sha256_file(path)
         drawn = draw_images(load_generator(path), None, SamplingKnobs(), 0, 0, 8, 5, "cpu").images
@@ -180,7 +180,7 @@ def test_sample_draws_the_best_snapshot_or_the_last_and_says_which(straight: Pat
         if snapshot == "best":
             assert stamp["snapshot"] == {"asked": "best", "drawn": "best", "step": record["step"],
                                          "kimg": record["kimg"], "select_by": "kid", "scores": record["scores"]}
-            scored = evaluate.run(chosen)  # its repeat draw comes from best.pt too (else it refuses the samples)
+            scored = evaluate.execute(chosen)  # its repeat draw comes from best.pt too (else it refuses the samples)
             assert len(scored["kid"]["draws"]) == 2
         else:
             assert stamp["snapshot"] == {"asked": "last", "drawn": "last"}
@@ -203,7 +203,7 @@ def test_kill_9_and_resume_with_snapshots_ends_as_the_uninterrupted_run(straight
     stale = make_temp_file(ckpt.with_name("best.pt"))  # what a kill inside a write of best.pt leaves
     stale.write_bytes(b"partial")
 
-    train_stage.run(params)
+    train_stage.execute(params)
     assert not stale.exists()
     resumed, uninterrupted = load_state(ckpt), load_state(straight / "models" / "checkpoint.pt")
     for key in STATE_KEYS:
@@ -223,14 +223,15 @@ def _step(path: Path) -> int:
 
 
 def test_resuming_with_other_snapshot_settings_is_refused_in_one_line(shared: Path, tmp_path: Path) -> None:
-    train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=4"))
+    train_stage.execute(snapshot_params(tmp_path, shared, "train.max_steps=4"))
     ckpt = tmp_path / "models" / "checkpoint.pt"
     before = ckpt.read_bytes()
     with pytest.raises(UserError, match=r"the checkpoint's snapshots were scored with other settings "
                                         r"\(train.snapshot_count: 8 -> 6\): set them back"):  # fmt: skip
-        train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=8", "train.snapshot_count=6"))
+        train_stage.execute(snapshot_params(tmp_path, shared, "train.max_steps=8", "train.snapshot_count=6"))
     assert ckpt.read_bytes() == before
-    train_stage.run(snapshot_params(tmp_path, shared, "train.max_steps=6", "train.patience=5"))  # patience may change
+    # patience may change
+    train_stage.execute(snapshot_params(tmp_path, shared, "train.max_steps=6", "train.patience=5"))
     assert [e["step"] for e in history_of(tmp_path)] == [2, 4, 6]
 
 
@@ -254,7 +255,7 @@ def test_patience_stops_where_it_should_and_a_raised_patience_trains_on(straight
     stop = patience_stop(history, patience)
     params = snapshot_params(tmp_path, shared, f"train.patience={patience}", "train.max_steps=16")
     with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        train_stage.run(params)
+        train_stage.execute(params)
     state = load_state(Path(params.paths.models) / "checkpoint.pt")
     summary = json.loads((Path(params.paths.metrics) / "train.json").read_text())
     assert state["step"] == stop and summary["steps"] == stop and summary["snapshots"]["stopped_early"] is True
@@ -268,11 +269,11 @@ def test_patience_stops_where_it_should_and_a_raised_patience_trains_on(straight
     caplog.clear()
     before = (Path(params.paths.models) / "checkpoint.pt").read_bytes()
     with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        train_stage.run(params)  # the same params: finished, nothing trained
+        train_stage.execute(params)  # the same params: finished, nothing trained
     assert f"training already finished at step {stop}" in caplog.text
     assert (Path(params.paths.models) / "checkpoint.pt").read_bytes() == before
 
-    train_stage.run(snapshot_params(tmp_path, shared, "train.patience=0"))  # patience off: trains on to step 8
+    train_stage.execute(snapshot_params(tmp_path, shared, "train.patience=0"))  # patience off: trains on to step 8
     resumed, uninterrupted = load_state(Path(params.paths.models) / "checkpoint.pt"), load_state(
         straight / "models" / "checkpoint.pt")  # fmt: skip
     for key in STATE_KEYS:

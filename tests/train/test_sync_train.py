@@ -110,7 +110,7 @@ def test_killed_on_a_continued_on_b_ends_bit_identical(sync_url, tmp_path, faces
     b = tiny_params(tmp_path / "B", *ARGS, "train.checkpoint_every=8", f"train.sync={sync_url}")
     write_faces(b, faces)  # another machine: its own data, no checkpoint
     with caplog.at_level(logging.INFO):
-        train_stage.run(b)
+        train_stage.execute(b)
     assert f"resuming from step {expected} of {TOTAL}" in caplog.text
     assert "taking over run dcgan-gan-" in caplog.text  # A died on this host: its lease is stale at once
     if sync_url.startswith("s3://"):

@@ -48,7 +48,7 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
     stale.write_bytes(ckpt.read_bytes()[:100])
 
     with caplog.at_level(logging.INFO, logger="pipeline.train.loop"):
-        train_stage.run(params)  # the rerun, in this process (one torch thread, like the killed one)
+        train_stage.execute(params)  # the rerun, in this process (one torch thread, like the killed one)
     assert f"resuming from step {killed_at} of {TOTAL}" in caplog.text
     assert not stale.exists()
     assert sorted(p.name for p in ckpt.parent.iterdir()) == [".train.lock", "best.pt", "checkpoint.pt", "generator.pt"]
@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_rerun_resumes_to_the_uninterrupted_result(tmp_path
 
     straight = tiny_params(tmp_path / "straight", *ARGS, "train.checkpoint_every=1000")  # only the final one
     write_faces(straight, faces)
-    train_stage.run(straight)
+    train_stage.execute(straight)
     for name in ("checkpoint.pt", "generator.pt"):
         a = torch.load(ckpt.with_name(name), weights_only=True)
         b = torch.load(Path(straight.paths.models) / name, weights_only=True)

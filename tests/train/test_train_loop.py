@@ -126,7 +126,7 @@ def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, fa
     write_faces(params, faces)
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.chdir(tmp_path)  # inside a git repo that is no DVC repo, as a fresh clone before `dvc init`
-    train_stage.run(params)
+    train_stage.execute(params)
     assert not (tmp_path / ".dvc").exists()  # DVCLive alone would have run `dvc init` here
     metrics = load_json(Path(params.paths.metrics) / "train.json")
     assert metrics["steps"] == 16 and metrics["images_seen"] == 16 * 8 and metrics["epochs"] == 2
@@ -144,12 +144,12 @@ def test_stage_writes_outputs_and_a_finished_rerun_rewrites_nothing(tmp_path, fa
 
     outputs = files()
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
-    train_stage.run(params)
+    train_stage.execute(params)
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs} == before
     assert files() == outputs
 
     (Path(params.paths.models) / "generator.pt").unlink()  # as `dvc repro` does to outputs: rebuilt, not retrained
-    train_stage.run(params)
+    train_stage.execute(params)
     assert load_generator(Path(params.paths.models) / "generator.pt")
 
 
@@ -157,7 +157,7 @@ def test_stage_refuses_faces_of_another_size(tmp_path, faces):
     params = tiny_params(tmp_path, "data.image_size=32")
     write_faces(params, faces)
     with pytest.raises(UserError, match="rerun the clean stage"):
-        train_stage.run(params)
+        train_stage.execute(params)
 
 
 def load_json(path: Path) -> dict:

@@ -95,8 +95,8 @@ def test_r3gan_tiny_under_two_gloo_ranks_stays_in_sync(tmp_path, faces):
 def test_r3gan_tiny_samples_through_the_sample_stage(tmp_path, faces):
     params = tiny_params(tmp_path, *r3gan_tiny("train.max_steps=2"), "sample.count=6", "sample.batch_size=4")
     write_faces(params, faces)
-    train_stage.run(params)
-    sample_stage.run(params)
+    train_stage.execute(params)
+    sample_stage.execute(params)
     files = sorted(Path(params.paths.samples).iterdir())
     assert [p.name for p in files] == [f"{i}.jpg" for i in range(1, 7)]
     assert Path(params.paths.submission).is_file()
