@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench lock clean-venv
+.PHONY: install test lint demo lock clean-venv
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "no Python 3.11-3.13 found: install python3.11, python3.12 or python3.13 (with venv, e.g. Debian's python3-venv), or run make PYTHON=/path/to/python3"; exit 1; }

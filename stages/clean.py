@@ -18,13 +18,14 @@ import numpy as np
 from pipeline.core.atomic import json_text, remove_stale_temporaries, staged_outputs
 from pipeline.core.config import Params
 from pipeline.core.image_grid import grid_image
+from pipeline.core.outputs import CLEAN_PREVIEW_FILE, DATA_METRICS_FILE
 from pipeline.data.clean import FACES_DIR, FACES_FILE, clean_faces, data_metrics, read_source_info
 
 
 def execute(params: Params) -> None:
     paths, data = params.paths, params.data
     raw, clean = Path(paths.raw), Path(paths.clean)
-    preview_path, metrics_path = Path(paths.plots) / "clean_preview.png", Path(paths.metrics) / "data.json"
+    preview_path, metrics_path = Path(paths.plots) / CLEAN_PREVIEW_FILE, Path(paths.metrics) / DATA_METRICS_FILE
     remove_stale_temporaries(clean, preview_path, metrics_path)
     with staged_outputs() as out:  # the clean folder, preview and metrics change together or not at all
         folder = out.folder(clean)

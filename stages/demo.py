@@ -32,6 +32,7 @@ import yaml
 
 from pipeline.core.config import Params, apply_override, validate
 from pipeline.core.errors import UserError, one_line
+from pipeline.core.outputs import EVAL_METRICS_FILE
 from pipeline.runs.git_identity import missing_identity
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,10 +185,13 @@ def git(ws: Path, env: dict[str, str], *args: str) -> None:
     subprocess.run(["git", *args], cwd=ws, env=env, check=True)
 
 
+REPORT_FILE = "report.html"  # the demo's own output, beside report.md (.gitignore's /plots/report.*)
+
+
 def write_demo_report(ws: Path, params: Params) -> None:
     from pipeline.runs.report import build_report, write_report
 
-    html = ws / params.paths.plots / "report.html"
+    html = ws / params.paths.plots / REPORT_FILE
     report = build_report(ws, [], params.paths.metrics, params.paths.plots)
     write_report(report, html, html.with_suffix(".md"))
 
@@ -196,7 +200,7 @@ def print_summary(ws: Path, params: Params, seconds: float) -> None:
     from pipeline.runs.compare import compare_runs, format_comparison
 
     paths = params.paths
-    result = compare_runs(ws, [], f"{paths.metrics}/eval.json", alpha=0.05)
+    result = compare_runs(ws, [], f"{paths.metrics}/{EVAL_METRICS_FILE}", alpha=0.05)
     print()
     print(format_comparison(result), end="")
     print("(untrained FID backbone: these FID/KID values compare demo runs with each other only)")
@@ -205,8 +209,8 @@ def print_summary(ws: Path, params: Params, seconds: float) -> None:
         "samples": ws / paths.samples,
         "submission": ws / paths.submission,
         "training curves and grids": ws / paths.plots / "train",
-        "report": ws / paths.plots / "report.html",
-        "report (Markdown)": ws / paths.plots / "report.md",
+        "report": ws / paths.plots / REPORT_FILE,
+        "report (Markdown)": ws / paths.plots / Path(REPORT_FILE).with_suffix(".md"),
         "metrics": ws / paths.metrics,
     }
     for name, path in rel.items():
