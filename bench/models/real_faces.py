@@ -4,6 +4,7 @@ snapshots while training, then sample the best snapshot with and without the sam
 Usage (from the repository root; about 75 minutes on 2 cores with the defaults):
     .venv/bin/python -m bench.models.real_faces                       # every recipe, 32 px, docs/results.md
     .venv/bin/python -m bench.models.real_faces --recipes course --kimg 20 --out /tmp/results.md   # a quick look
+    .venv/bin/python -m bench.models.real_faces --page-only --workdir DIR   # the page again from the last results
 
 Every step is the `animegan` command a user runs, in workspaces under --workdir: one base workspace runs download,
 clean, detector, fid-reference and copy-index once; each recipe's workspace links the base's data/ and detector
@@ -63,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200, help="images per draw (sample.count and snapshots)")
     parser.add_argument("--repeats", type=int, default=2, help="eval.repeats: draws scored per setting")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
+    parser.add_argument("--page-only", action="store_true", help="rewrite --out from the last results and --workdir")
     args = parser.parse_args(argv)
+    if args.page_only:
+        figures = json.loads((RESULTS / "real_faces.json").read_text(encoding="utf-8"))
+        write_page(args.out, figures, {r: args.workdir / r for r in figures["recipes"]})
+        print(f"wrote {args.out}")
+        return 0
     require(args.zip)
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
@@ -182,9 +189,26 @@ def write_page(out: Path, figures: dict[str, Any], workspaces: dict[str, Path]) 
              "anime-face detector trained by the detector stage on these faces; afd_rel = AFD / the detector's rate "
              "on held-out real faces. The best snapshot is picked on noisy scores, which flatters it: the tables "
              "below score it again on fresh draws.", ""]  # fmt: skip
+    lines += summary_table(figures)
     for recipe, data in figures["recipes"].items():
         lines += recipe_section(recipe, data, workspaces[recipe], images, out.parent)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def summary_table(figures: dict[str, Any]) -> list[str]:
+    """One row per recipe: its best snapshot, and the sampling setting with the highest AFD on fresh draws."""
+    lines = ["| recipe | best snapshot | best sampling (by AFD) | AFD | afd_rel | FID | precision | recall |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for recipe, data in figures["recipes"].items():
+        best = (data["train"].get("snapshots") or {}).get("best") or {}
+        name, row = max(data["sampling"].items(), key=lambda item: _mean(item[1].get("afd")))
+        cells = [cell(row.get(k)) for k in ("afd", "afd_rel", "fid", "precision", "recall")]
+        lines.append(f"| {recipe} | {best.get('kimg', 0):.0f} kimg | {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _mean(value: Any) -> float:
+    return value["mean"] if isinstance(value, dict) else float(value or 0.0)
 
 
 def recipe_section(recipe: str, data: dict[str, Any], workspace: Path, images: Path, page_dir: Path) -> list[str]:
