@@ -102,28 +102,37 @@ def scorer(args: argparse.Namespace, faces: np.ndarray) -> dict[str, Any]:
         from pipeline.metrics.detector.model import load_detector_from
         from pipeline.metrics.fid_reference import load_reference
         from pipeline.metrics.inception import load_backbone
+        from pipeline.metrics.resources import RealFaces
 
         detector = load_detector_from(args.work / f"detector-{args.size}-{args.detector_faces}")
         _CACHE.update(
             backbone=load_backbone("untrained", "", args.work, 0, 10.0, device="cpu"),
             reference=load_reference(args.work / f"reference-{args.size}-{args.reference}"),
             detector=detector,
-            real=real_subset(faces, 500, among=detector.unseen_faces),
+            real=RealFaces(images=real_subset(faces, 500, among=detector.unseen_faces), origin="detector holdout"),
         )
     return _CACHE
 
 
 def score_point(args: argparse.Namespace, faces: np.ndarray, generator_path: Path) -> dict[str, Any]:
-    from pipeline.metrics.evaluation import provenance, score_draws
+    """FID, KID and AFD (with afd_real) of one draw by evaluate's code (the metric registry), at the race's settings."""
+    from pipeline.core.config import load_params
+    from pipeline.metrics.provenance import metric_provenance, provenance
+    from pipeline.metrics.resources import Resources
+    from pipeline.metrics.scoring import chosen, score_draws
     from pipeline.train.generator_file import load_generator
     from pipeline.train.sampling import generate
 
     ctx = scorer(args, faces)
+    settings = load_params(REPO / "params.yaml", ["eval.fid.batch_size=32", "eval.kid.subsets=50",
+                                                  f"eval.kid.subset_size={min(args.samples, 64)}", "eval.kid.seed=0"])
+    resources = Resources(settings.eval, ctx["backbone"], ctx["reference"], ctx["detector"], real=ctx["real"])
     images = generate(load_generator(generator_path), seed=0, draw=0, count=args.samples, batch_size=64)
-    metrics = score_draws([images], ctx["backbone"], ctx["reference"], ctx["detector"], ctx["real"], batch_size=32,
-                          kid_subsets=50, kid_subset_size=min(args.samples, 64), kid_seed=0)  # fmt: skip
+    names = ("fid", "kid", "afd")
+    metrics = score_draws([images], resources, names)
+    used = metric_provenance(resources, chosen(names, resources))
     metrics["provenance"] = provenance(args.data_sha256, ctx["backbone"], ctx["detector"], args.samples, 1,
-                                       ctx["reference"], None)  # fmt: skip
+                                       ctx["reference"], None, extra=used)  # fmt: skip
     return metrics
 
 
