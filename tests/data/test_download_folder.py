@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from folder_state import tree_state
 from test_download_cli import animegan
 
 from pipeline.core.errors import UserError
@@ -30,16 +31,6 @@ def face_jpeg(i: int, size: int = 48) -> bytes:  # clean keeps 32 px and up
     buf = io.BytesIO()
     cartoon_face(seed=5, index=i, size=size).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def state(folder: Path) -> dict[str, tuple]:
-    """Every entry under `folder` (hidden ones too): its kind, bytes' hash, mtime (ns) and mode. Equal: untouched."""
-    found = {".": ("dir", None, folder.stat().st_mtime_ns, folder.stat().st_mode)}
-    for p in sorted(folder.rglob("*")):
-        st = p.lstat()
-        digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
-        found[str(p.relative_to(folder))] = (stat.S_IFMT(st.st_mode), digest, st.st_mtime_ns, st.st_mode)
-    return found
 
 
 def manifest_hash(images: dict[str, bytes]) -> str:
@@ -62,7 +53,7 @@ class Source:
     def lock(self) -> dict[str, tuple]:
         for p in [*sorted(self.root.rglob("*"), reverse=True), self.root]:
             p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-        return state(self.root)
+        return tree_state(self.root)
 
     def unlock(self) -> None:
         for p in [self.root, *sorted(self.root.rglob("*"))]:
@@ -111,7 +102,7 @@ def test_each_layout_is_copied_and_the_source_left_as_it_was(layout, make_source
         "unpacked_bytes": sum(len(d) for d in source.images.values()),
         "pinned": False,
     }
-    assert state(source.root) == before
+    assert tree_state(source.root) == before
     assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]  # no temporary left beside it
 
 
@@ -151,7 +142,7 @@ def test_hidden_files_and_macos_metadata_are_skipped(make_source, stage_params) 
     download.execute(params)
     assert sorted(p.name for p in (raw_of(params) / "faces").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
     assert json.loads((raw_of(params) / "SOURCE.json").read_text())["sha256"] == manifest_hash(source.images)
-    assert state(source.root) == before
+    assert tree_state(source.root) == before
 
 
 def test_a_wrong_pin_leaves_the_old_data_in_place(make_source, stage_params, faces_zip, snapshot) -> None:
@@ -163,7 +154,7 @@ def test_a_wrong_pin_leaves_the_old_data_in_place(make_source, stage_params, fac
     old = snapshot(data)
     with pytest.raises(UserError, match=r"checksum mismatch for .*dataset: got sha256 [0-9a-f]{64}, data\.sha256 pins"):
         download.execute(params)
-    assert snapshot(data) == old and state(source.root) == before
+    assert snapshot(data) == old and tree_state(source.root) == before
 
 
 def write_broken(folder: Path) -> None:
@@ -239,7 +230,7 @@ def test_bad_folders_exit_2_in_one_line_touching_nothing(case, existing_raw, mak
     assert re.search(BAD_FOLDERS[case], lines[0]), lines[0]
     assert "Traceback" not in done.stdout + done.stderr
     assert snapshot(data) == old  # the zip's data as it was, and no temporary beside it
-    assert state(source.root) == before
+    assert tree_state(source.root) == before
 
 
 def test_a_missing_path_and_overlapping_ones_exit_2(existing_raw, snapshot) -> None:
@@ -280,5 +271,5 @@ def test_a_broken_jpeg_among_good_ones_is_copied_and_clean_drops_it(existing_raw
     metrics = json.loads((existing_raw / "metrics" / "data.json").read_text())
     assert metrics["kept"] == 3 and metrics["dropped_by_reason"]["corrupt"] == 1
     assert metrics["source"]["sha256"] == manifest_hash({**source.images, "3.jpg": face_jpeg(3)[:200]})
-    assert state(source.root) == before
+    assert tree_state(source.root) == before
 

@@ -15,7 +15,6 @@ bytes, mtimes and modes before and after. The uninterrupted run is trained in th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from folder_state import set_writable, tree_state
 from train_helpers import REPO, SUBPROCESS_ENV, TINY, assert_same_tensors, load_state, train_tiny
 
 from pipeline.core.config import apply_override
@@ -38,23 +38,6 @@ from pipeline.data.cartoon import cartoon_face
 pytestmark = pytest.mark.slow
 ARGS = ["train.max_steps=0", "train.epochs=24", "train.log_every=4", "train.checkpoint_every=8"]  # 192 steps
 TOTAL = 192
-
-
-def tree_state(folder: Path) -> dict[str, tuple]:
-    """Every entry under folder (hidden ones too): kind, sha256 of its bytes, mtime (ns), mode. Equal: untouched."""
-    found = {".": ("dir", None, folder.stat().st_mtime_ns, folder.stat().st_mode)}
-    for p in sorted(folder.rglob("*")):
-        st = p.lstat()
-        digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
-        found[str(p.relative_to(folder))] = (stat.S_IFMT(st.st_mode), digest, st.st_mtime_ns, st.st_mode)
-    return found
-
-
-def set_writable(folder: Path, writable: bool) -> None:
-    for p in [folder, *folder.rglob("*")]:
-        mode = p.lstat().st_mode
-        if not stat.S_ISLNK(mode):
-            p.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 def ro_bind_works(probe: Path) -> bool:

@@ -8,15 +8,14 @@ same through the stages, on a Kaggle layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from folder_state import set_writable, tree_state
 from train_helpers import assert_same_tensors, checkpoint_of, load_state, tiny_params, train_tiny
 
 from pipeline.core.config import load_params
@@ -32,22 +31,6 @@ EPOCHS = "train.epochs=10"  # 80 steps of 64 faces in batches of 8: train.max_st
 
 def train(root: Path, faces, *overrides: str) -> dict:
     return train_tiny(root, faces, EPOCHS, *overrides)
-
-
-def tree_state(folder: Path) -> dict[str, tuple]:
-    """Every entry under folder (hidden ones too): kind, sha256 of its bytes, mtime (ns), mode. Equal: untouched."""
-    found = {".": ("dir", None, folder.stat().st_mtime_ns, folder.stat().st_mode)}
-    for p in sorted(folder.rglob("*")):
-        st = p.lstat()
-        digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
-        found[str(p.relative_to(folder))] = (stat.S_IFMT(st.st_mode), digest, st.st_mtime_ns, st.st_mode)
-    return found
-
-
-def set_writable(folder: Path, writable: bool) -> None:
-    for p in [folder, *folder.rglob("*")]:
-        mode = p.stat().st_mode
-        p.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 @pytest.fixture
