@@ -49,10 +49,15 @@ def dvc_project(tmp_path: Path, stages: tuple[str, ...], *overrides: str) -> tup
     set_params(proj, f"data.url={faces.as_uri()}", *SMALL, *overrides, source=REPO / "params.yaml")
     env = SUBPROCESS_ENV | GIT_ENV | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                                       "PYTHONPATH": str(proj), "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+    commit_project(proj, env)
+    return proj, env
+
+
+def commit_project(proj: Path, env: dict[str, str]) -> None:
+    """git init, dvc init and one commit of everything in proj."""
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "commit.gpgsign=false", "commit", "-qm", "project"]):  # fmt: skip
         subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)
-    return proj, env
 
 
 def trimmed_pipeline(stages: tuple[str, ...]) -> dict:

@@ -1,7 +1,7 @@
 """The course's experiment presets: valid params, order-independent, and the CLI's dry run."""
 
 import pytest
-from dvc_project import trimmed_pipeline
+from dvc_project import GIT_ENV, commit_project, trimmed_pipeline
 from train_helpers import REPO
 from typer.testing import CliRunner
 
@@ -129,7 +129,6 @@ def _exp_project(tmp_path):
     dvc.yaml cut to download -> clean -> train -> sample (the scoring stages cost minutes and change nothing here)."""
     import os
     import shutil
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -150,13 +149,9 @@ def _exp_project(tmp_path):
     faces = write_faces_zip(tmp_path / "faces.zip", count=96, size=48, seed=1)
     params = params.replace(yaml.safe_load(params)["data"]["url"], faces.as_uri(), 1)
     (proj / "params.yaml").write_text(params)
-    env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(proj),
-                        "ANIMEGAN_PROGRESS": "0", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-                        "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
-    for cmd in (["git", "init", "-q"], [str(bin_dir / "dvc"), "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "commit.gpgsign=false", "commit", "-qm", "project"]):  # fmt: skip
-        subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)
+    env = os.environ | GIT_ENV | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                                  "PYTHONPATH": str(proj), "ANIMEGAN_PROGRESS": "0", "DVC_NO_ANALYTICS": "1"}
+    commit_project(proj, env)
     return proj, env
 
 
