@@ -16,6 +16,7 @@ from train_helpers import REPO, TINY, load_state, tiny_faces, tiny_params, train
 from pipeline.core.config import PositiveInt, Section, apply_override, load_params
 from pipeline.core.distributed import init_distributed
 from pipeline.core.errors import UserError
+from pipeline.train.augment import identity
 from pipeline.train.checkpoint import save_checkpoint, training_signature
 from pipeline.train.families import FAMILIES, Family, family_for
 from pipeline.train.families.dcgan import Generator
@@ -73,8 +74,8 @@ class LoudToy(Toy):
 
     name = "loud"
 
-    def critic_step(self, nets, real, z, noise, gamma, critic_index, keep_graph=False):
-        fake, loss, extras = super().critic_step(nets, real, z, noise, gamma, critic_index, keep_graph)
+    def critic_step(self, nets, real, z, noise, gamma, critic_index, keep_graph=False, augment=identity):
+        fake, loss, extras = super().critic_step(nets, real, z, noise, gamma, critic_index, keep_graph, augment)
         return fake, loss, {**extras, "fake_std": fake.detach().std()}
 
 
