@@ -51,6 +51,7 @@ SAMPLINGS: dict[str, list[str]] = {  # name -> sample settings, scored in this o
     "best, critic top-4": ["sample.snapshot=best", "sample.rejection=top_k", "sample.rejection_k=4"],
 }
 COLUMNS = ("fid", "kid", "afd", "afd_rel", "precision", "recall")
+NOTES = "<!-- notes: kept when the bench rewrites the page -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +181,7 @@ def write_page(out: Path, figures: dict[str, Any], workspaces: dict[str, Path]) 
     images.mkdir(parents=True, exist_ok=True)
     lines = ["# Real faces: what this pipeline makes on a CPU", "",
              f"Made by `python -m bench.models.real_faces` ({figures['wall_s'] / 60:.0f} min on 2 CPU cores, load "
-             f"average {figures['load_average_before'][0]:.1f} at the start): {figures['kimg']:g} thousand real "
+             f"averages {figures['load_average_before']} at the start): {figures['kimg']:g} thousand real "
              f"images of training at {figures['size']} px on the 5,000 real anime faces of the shared zip, "
              "snapshots scored while training, then each sampling setting scored on "
              f"{figures['repeats']} fresh draws of {figures['count']} images (mean ± std over the draws).", "",
@@ -192,7 +193,9 @@ def write_page(out: Path, figures: dict[str, Any], workspaces: dict[str, Path]) 
     lines += summary_table(figures)
     for recipe, data in figures["recipes"].items():
         lines += recipe_section(recipe, data, workspaces[recipe], images, out.parent)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    old = out.read_text(encoding="utf-8") if out.is_file() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""  # the reading of the numbers, written by a person
+    out.write_text("\n".join(lines) + "\n" + notes, encoding="utf-8")
 
 
 def summary_table(figures: dict[str, Any]) -> list[str]:
@@ -225,14 +228,20 @@ def recipe_section(recipe: str, data: dict[str, Any], workspace: Path, images: P
         best = snapshots.get("best") or {}
         scores = ", ".join(f"{k} {cell(v)}" for k, v in best.items() if k not in ("step", "kimg"))
         lines += ["", f"Best snapshot: step {best.get('step')} at {best.get('kimg', 0):.0f} kimg ({scores}).", ""]
-    grids = sorted((workspace / "plots" / "train" / "grids").glob("*.png"))
-    shown = [("first snapshot", grids[0] if grids else None), ("last", grids[-1] if grids else None),
-             ("best, as sampled", workspace / "samples-best.png")]  # fmt: skip
+    grids = workspace / "plots" / "train" / "grids"
+    firsts = sorted(grids.glob("snapshot_*.png"))[:1]
+    best_step = (snapshots.get("best") or {}).get("step")
+    shown = [("first snapshot", firsts[0] if firsts else None),
+             ("best snapshot", grids / f"snapshot_{best_step:07d}.png" if best_step is not None else None),
+             ("last", grids / "final.png")]  # fmt: skip
+    pictures = []
     for label, grid in shown:
         if grid is not None and grid.is_file():
-            target = images / f"real-faces-{recipe}-{label.split(',')[0].replace(' ', '-')}.png"
+            target = images / f"real-faces-{recipe}-{label.replace(' ', '-')}.png"
             shutil.copyfile(grid, target)
-            lines += [f"![{recipe}: {label}]({target.relative_to(page_dir).as_posix()})", ""]
+            pictures.append(f"![{recipe}: {label}]({target.relative_to(page_dir).as_posix()})")
+    if pictures:  # side by side: the EMA generator on the same 64 latents at each point
+        lines += [" ".join(pictures), "", "Left to right: " + ", ".join(label for label, _ in shown) + ".", ""]
     lines += ["| sampling | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for name, row in data["sampling"].items():
         lines.append(f"| {name} | " + " | ".join(cell(row.get(k)) for k in COLUMNS) + " |")
