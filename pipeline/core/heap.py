@@ -8,9 +8,9 @@ glibc serves every allocation above its mmap threshold (at most 32 MiB) with fre
 returns them on free, so a CPU forward pays a zero-filled page fault per 4 KiB of every large activation, on every
 batch: the Inception's 299 px activations are 276 MB at batch 50. With mmap off (M_MMAP_MAX 0) they come from the
 heap, and with trimming off (M_TRIM_THRESHOLD) the heap keeps what is freed for the next batch. Measured on 2 cores
-(docs/metrics.md): evaluate at the course's size 559 -> 418 s with bit-equal features, the test suite 15.9 -> 11.6 minutes.
-The process then holds its peak memory until it exits, which a stage process does when its stage is done. Only the
-allocator changes: no number computed depends on it. Elsewhere (macOS, musl) this does nothing.
+(docs/metrics.md): evaluate at the course's size 559 -> 418 s with bit-equal features, the test suite 15.9 -> 11.6
+minutes. The process then holds its peak memory until it exits, which a stage process does when its stage is done.
+Only the allocator changes: no number computed depends on it. Elsewhere (macOS, musl) this does nothing.
 """
 
 from __future__ import annotations
