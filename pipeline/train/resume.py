@@ -48,7 +48,7 @@ from pipeline.train.families import Nets
 from pipeline.train.generator_file import load_generator, save_generator
 from pipeline.train.plan import Plan, TrainPaths
 from pipeline.train.resume_source import ResumeSource
-from pipeline.train.sync import POINTER, Publisher, SyncFolder
+from pipeline.train.sync import POINTER, Publisher, SyncFolder, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,10 @@ def _differences(state: dict[str, Any], current: dict[str, Any], plan: Plan) -> 
 
 def _open_publisher(params: TrainParams, signature: dict[str, Any], fp: dict[str, Any], paths: TrainPaths):
     """Take the lease of these params' folder at train.sync: the Publisher that holds it (a context manager)."""
-    try:
+    with store_errors("train.sync", params.sync, "use"):
         folder = SyncFolder.open(params.sync, signature)
         lease = folder.lease(params.sync_stale_s)
         lease.acquire()
-    except UserError:
-        raise
-    except Exception as e:  # the store's own errors: no network, no bucket, no permission
-        raise UserError(f"train.sync {params.sync}: cannot use it ({type(e).__name__}: {one_line(e, 200)})") from None
     staging = paths.checkpoint.parent / SYNC_STAGING
     return Publisher(folder, staging, lease, {"signature": signature, "fingerprint": fp})
 
@@ -155,13 +151,9 @@ def _install_synced(
     state, or None (paths.checkpoint untouched). Starts the lease's heartbeat."""
     folder, passed = publisher.folder, {}
     check = _content_check(current, plan, passed, folder.other_params, folder.url)
-    try:
-        local_step = int(local["step"]) if local is not None else 0
+    local_step = int(local["step"]) if local is not None else 0
+    with store_errors("train.sync", folder.url):
         synced = folder.resume(local_step, current, paths.checkpoint, plan.total_steps, check)
-    except UserError:
-        raise
-    except Exception as e:  # the store's own errors
-        raise UserError(f"train.sync {folder.url}: cannot read it ({type(e).__name__}: {one_line(e, 200)})") from None
     publisher.lease.start_heartbeat()
     return passed.get("state") if synced is not None else None
 
@@ -176,13 +168,8 @@ def _install_earlier(
     passed: dict[str, Any] = {}
     check = _content_check(current, plan, passed, source.other_params, source.where)
     local_step = int(local["step"]) if local is not None else 0
-    try:
+    with store_errors("train.resume_from", source.url):
         earlier = source.resume(local_step, current, paths.checkpoint, plan.total_steps, check)
-    except UserError:
-        raise
-    except Exception as e:  # the store's own errors
-        raise UserError(f"train.resume_from {source.url}: cannot read it ({type(e).__name__}: "
-                        f"{one_line(e, 200)})") from None  # fmt: skip
     if earlier is None and local is None and not source.other_params:
         raise UserError(f"train.resume_from {source.url}: no checkpoint there that this training can continue (the "
                         'warning above says why): name another earlier run, or set train.resume_from "" to start '

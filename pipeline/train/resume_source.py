@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from pipeline.core.errors import UserError, one_line
-from pipeline.train.sync import POINTER, SyncFolder, folder_name, install_verified, open_location
+from pipeline.train.sync import POINTER, SyncFolder, folder_name, install_verified, open_location, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,8 @@ class ResumeSource:
         """Find what url holds for a training of these params whose checkpoint is `checkpoint`; UserError when
         it does not exist, cannot be read or holds no checkpoint."""
         fs, root = open_location(url, KEY)
-        try:
+        with store_errors(KEY, url):
             return cls._find(url, fs, root, signature, checkpoint)
-        except UserError:
-            raise
-        except Exception as e:  # the store's own errors: no network, no permission
-            raise UserError(f"{KEY} {url}: cannot read it ({type(e).__name__}: {one_line(e, 200)})") from None
 
     @classmethod
     def _find(cls, url: str, fs: Any, root: str, signature: dict[str, Any], checkpoint: Path) -> ResumeSource:

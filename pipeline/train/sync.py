@@ -30,6 +30,7 @@ FSSPEC_S3_ENDPOINT_URL=http://host:port), `gs://` (gcsfs) or `hf://` (huggingfac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,18 @@ def open_location(url: str, key: str = "train.sync") -> tuple[Any, str]:
     except ValueError as e:
         raise UserError(f"{key} {url}: not a location fsspec knows ({one_line(e, 160)})") from None
     return fs, root.rstrip("/") or "/"
+
+
+@contextlib.contextmanager
+def store_errors(key: str, url: str, verb: str = "read") -> Iterator[None]:
+    """A store's own errors inside the block (no network, no bucket, no permission) as one UserError naming key and
+    url; a UserError passes as it is."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{key} {url}: cannot {verb} it ({type(e).__name__}: {one_line(e, 200)})") from None
 
 
 class SyncFolder:
