@@ -18,7 +18,6 @@ temp copy; ANIMEGAN_NOTEBOOK_INSTALLED makes it use the installed animegan), mou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ import yaml
 from demo_workspace import SAMPLE_COUNT, SMALL_EVAL
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
+from workspace_weights import weights_sha256, workspace_from
 
 from pipeline.data.cartoon import write_faces_zip
 
@@ -167,18 +167,9 @@ def cut_off_when(nb: nbformat.NotebookNode, here: Path, checkpoint: Path) -> flo
     return elapsed
 
 
-def weights_sha256(generator: Path) -> str:
-    state = torch.load(generator, map_location="cpu", weights_only=True)["state_dict"]
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode() + state[key].numpy().tobytes())
-    return digest.hexdigest()
-
-
 def uninterrupted_generator(workdir: Path, folder: Path) -> Path:
     """`animegan train` once, start to end, on the workspace's clean faces and params: the generator to match."""
-    shutil.copytree(workdir / "data" / "clean", folder / "data" / "clean")
-    shutil.copy(workdir / "params.yaml", folder / "params.yaml")
+    workspace_from(workdir, folder)
     done = subprocess.run([str(BIN / "animegan"), "train", "--set", "train.checkpoint_every=100000"], cwd=folder,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -2,7 +2,8 @@
 params.yaml with data.url at a zip of generated faces and SMALL settings (16 px faces, tiny models, 4 steps).
 
 Usage (from a test):
-    from dvc_project import SMALL, dvc_project, set_params, weights_sha256, run
+    from dvc_project import SMALL, dvc_project, set_params, run
+    from workspace_weights import weights_sha256
     proj, env = dvc_project(tmp_path, ("download", "clean", "train"), "train.processes=2")
     done = run(["dvc", "repro"], proj, env)        # CompletedProcess, never raises
     weights_sha256(proj / "models" / "generator.pt")
@@ -13,7 +14,6 @@ PYTHONPATH. Every process runs torch on one thread and sees no GPU (train_helper
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from train_helpers import REPO, SUBPROCESS_ENV
 
@@ -82,18 +81,3 @@ def set_params(proj: Path, *overrides: str, source: Path | None = None) -> None:
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def weights_sha256(generator: Path) -> str:
-    state = torch.load(generator, map_location="cpu", weights_only=True)["state_dict"]
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode() + state[key].numpy().tobytes())
-    return digest.hexdigest()
-
-
-def workspace_from(proj: Path, folder: Path) -> Path:
-    """A plain folder with proj's clean faces and params.yaml: where `animegan train` runs outside DVC."""
-    shutil.copytree(proj / "data" / "clean", folder / "data" / "clean")
-    shutil.copy(proj / "params.yaml", folder / "params.yaml")
-    return folder

@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 import yaml
-from dvc_project import BIN, dvc_project, run, set_params, weights_sha256, workspace_from
+from dvc_project import BIN, dvc_project, run, set_params
+from workspace_weights import weights_sha256, workspace_from
 
 from pipeline.core.errors import EXIT_STOPPED
 

@@ -11,13 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from train_helpers import assert_same_tensors, checkpoint_of, tiny_params, train_tiny
+from train_helpers import assert_same_tensors, checkpoint_of, start_of, train_tiny
 
-from pipeline.core.distributed import init_distributed
 from pipeline.core.errors import UserError
-from pipeline.train.fingerprint import fingerprint
-from pipeline.train.plan import TrainPaths, plan_steps
-from pipeline.train.resume import resumed
 
 pytestmark = pytest.mark.slow
 EPOCHS = "train.epochs=10"  # 80 steps of 64 faces in batches of 8: train.max_steps decides
@@ -45,19 +41,6 @@ def point_latest_at(folder: Path, checkpoint: Path, step: int) -> None:
     (folder / "latest.json").write_text(json.dumps(pointer))
 
 
-def start_of(root: Path, faces, *overrides: str) -> tuple[int | None, bytes]:
-    """The step resumed() picks for tiny_params(root, *overrides) (None: from scratch), and the local checkpoint's
-    bytes right after its decision, while its with still holds the sync lease."""
-    params = tiny_params(root, EPOCHS, *overrides)
-    models = Path(params.paths.models)
-    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
-    dist = init_distributed()
-    plan = plan_steps(params.train, len(faces), 1)
-    with resumed(faces, params.train, plan, paths, dist, fingerprint(dist.device, 1, False)) as start:
-        step = int(start.state["step"]) if start.state is not None else None
-        return step, paths.checkpoint.read_bytes() if paths.checkpoint.exists() else b""
-
-
 @pytest.fixture
 def foreign_named_by_pointer(tmp_path, faces):
     """This workspace trained 24 steps, published to the sync folder; latest.json then edited to name a seed-7
@@ -77,7 +60,7 @@ def test_a_foreign_checkpoint_named_by_an_edited_pointer_never_replaces_the_loca
     before = local.read_bytes()
     sets = ("train.max_steps=26", f"train.sync={sync}", f"train.on_mismatch={on_mismatch}")
     with caplog.at_level(logging.WARNING):
-        step, after = start_of(tmp_path / "ws", faces, *sets)
+        step, after = start_of(tmp_path / "ws", faces, EPOCHS, *sets)
     assert step == 24 and after == before  # resumes from the local checkpoint, byte-identical
     assert "checkpoint-000000026.pt (step 26), but it is from other params (train.seed: 7 -> 2022)" in caplog.text
     assert "starting over" not in caplog.text
@@ -97,14 +80,14 @@ def test_a_pointer_whose_fingerprint_or_step_differs_from_its_file_is_skipped(tm
     pointer["fingerprint"] = {**pointer["fingerprint"], "device_name": "another CPU"}
     (folder / "latest.json").write_text(json.dumps(pointer))
     with caplog.at_level(logging.WARNING):
-        assert start_of(tmp_path / "b", faces, "train.max_steps=6", f"train.sync={sync}")[0] == 4
+        assert start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=6", f"train.sync={sync}")[0] == 4
     assert "(step 6), but it was written on another setup than latest.json records" in caplog.text
 
     pointer["previous"]["step"] = 5  # the file holds step 4
     (folder / "latest.json").write_text(json.dumps(pointer))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        assert start_of(tmp_path / "c", faces, "train.max_steps=6", f"train.sync={sync}") == (None, b"")
+        assert start_of(tmp_path / "c", faces, EPOCHS, "train.max_steps=6", f"train.sync={sync}") == (None, b"")
     assert "holds step 4, not the 5 latest.json records" in caplog.text
 
 
@@ -135,5 +118,6 @@ def test_a_local_checkpoint_of_other_params_is_refused_or_replaced_by_a_synced_o
     with pytest.raises(UserError, match=r"checkpoint.pt is from other params \(train.seed: 7 -> 2022\)"):
         train(tmp_path / "b", faces, "train.max_steps=4", f"train.sync={sync}")
     assert (tmp_path / "b" / "models" / "checkpoint.pt").read_bytes() == foreign  # refuse: never replaced
-    step, _ = start_of(tmp_path / "b", faces, "train.max_steps=4", f"train.sync={sync}", "train.on_mismatch=restart")
+    restart = ("train.max_steps=4", f"train.sync={sync}", "train.on_mismatch=restart")
+    step, _ = start_of(tmp_path / "b", faces, EPOCHS, *restart)
     assert step == 4  # restart: a checkpoint of these params exists, so it is resumed, not step 0

@@ -16,14 +16,10 @@ from pathlib import Path
 
 import pytest
 from folder_state import set_writable, tree_state
-from train_helpers import assert_same_tensors, checkpoint_of, load_state, tiny_params, train_tiny
+from train_helpers import assert_same_tensors, checkpoint_of, load_state, start_of, train_tiny
 
 from pipeline.core.config import load_params
-from pipeline.core.distributed import init_distributed
 from pipeline.core.errors import UserError
-from pipeline.train.fingerprint import fingerprint
-from pipeline.train.plan import TrainPaths, plan_steps
-from pipeline.train.resume import resumed
 
 pytestmark = pytest.mark.slow
 EPOCHS = "train.epochs=10"  # 80 steps of 64 faces in batches of 8: train.max_steps decides
@@ -49,19 +45,6 @@ def read_only() -> Iterator:
         after = tree_state(folder)
         set_writable(folder, True)
         assert after == before, f"{folder} changed"
-
-
-def start_of(root: Path, faces, *overrides: str) -> tuple[int | None, bytes]:
-    """The step resumed() picks for tiny_params(root, *overrides) (None: from scratch), and the local checkpoint's
-    bytes right after its decision."""
-    params = tiny_params(root, EPOCHS, *overrides)
-    models = Path(params.paths.models)
-    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
-    dist = init_distributed()
-    plan = plan_steps(params.train, len(faces), 1)
-    with resumed(faces, params.train, plan, paths, dist, fingerprint(dist.device, 1, False)) as start:
-        step = int(start.state["step"]) if start.state is not None else None
-        return step, paths.checkpoint.read_bytes() if paths.checkpoint.exists() else b""
 
 
 @pytest.fixture
@@ -98,7 +81,7 @@ def test_the_local_checkpoint_when_it_is_as_new_or_newer(tmp_path, faces, earlie
     train(tmp_path / "b", faces, "train.max_steps=8")  # this workspace went further than the earlier output
     local = (tmp_path / "b" / "models" / "checkpoint.pt").read_bytes()
     with caplog.at_level(logging.INFO):
-        step, now = start_of(tmp_path / "b", faces, "train.max_steps=10", f"train.resume_from={earlier}")
+        step, now = start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=10", f"train.resume_from={earlier}")
     assert (step, now) == (8, local)
     assert "the local checkpoint (step 8) is as new as" in caplog.text
     assert not list((tmp_path / "b" / "models").glob(".*.tmp"))
@@ -112,11 +95,12 @@ def test_the_newest_of_local_sync_and_resume_from_wins(tmp_path, faces, read_onl
     train(tmp_path / "o", faces, "train.max_steps=6", f"train.sync={old}")
     read_only(old)
     with caplog.at_level(logging.INFO):
-        step, _ = start_of(tmp_path / "b", faces, "train.max_steps=10", f"train.sync={drive}",
+        step, _ = start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=10", f"train.sync={drive}",
                            f"train.resume_from={old}")  # fmt: skip
     assert step == 6 and "resuming from" in caplog.text and "checkpoint-000000006.pt" in caplog.text
     train(tmp_path / "c", faces, "train.max_steps=8", f"train.sync={drive}")
-    step, _ = start_of(tmp_path / "d", faces, "train.max_steps=10", f"train.sync={drive}", f"train.resume_from={old}")
+    both = ("train.max_steps=10", f"train.sync={drive}", f"train.resume_from={old}")
+    step, _ = start_of(tmp_path / "d", faces, EPOCHS, *both)
     assert step == 8
 
 
@@ -124,7 +108,7 @@ def test_one_run_folder_of_the_sync_layout(tmp_path, faces, read_only):
     old = tmp_path / "old-drive"
     train(tmp_path / "o", faces, "train.max_steps=6", f"train.sync={old}")
     (run,) = read_only(old).iterdir()
-    assert start_of(tmp_path / "b", faces, "train.max_steps=10", f"train.resume_from={run}")[0] == 6
+    assert start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=10", f"train.resume_from={run}")[0] == 6
 
 
 def test_a_truncated_newest_falls_back_to_the_previous_entry_with_one_warning(tmp_path, faces, read_only, caplog):
@@ -135,7 +119,7 @@ def test_a_truncated_newest_falls_back_to_the_previous_entry_with_one_warning(tm
     newest.write_bytes(newest.read_bytes()[:5000])
     read_only(old)
     with caplog.at_level(logging.WARNING):
-        assert start_of(tmp_path / "b", faces, "train.max_steps=10", f"train.resume_from={old}")[0] == 4
+        assert start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=10", f"train.resume_from={old}")[0] == 4
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "is 5000 bytes, not" in warnings[0] and "falling back to step 4" in warnings[0]
 
@@ -150,7 +134,7 @@ def test_a_truncated_checkpoint_file_with_a_local_one_keeps_the_local_with_one_w
     train(tmp_path / "b", faces, "train.max_steps=4")
     local = (tmp_path / "b" / "models" / "checkpoint.pt").read_bytes()
     with caplog.at_level(logging.WARNING):
-        assert start_of(tmp_path / "b", faces, "train.max_steps=10", f"train.resume_from={cut}") == (4, local)
+        assert start_of(tmp_path / "b", faces, EPOCHS, "train.max_steps=10", f"train.resume_from={cut}") == (4, local)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "is not a checkpoint this version reads" in warnings[0]
     assert "falling back to the local checkpoint (step 4)" in warnings[0]

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from dvc_project import BIN, dvc_project, run, weights_sha256, workspace_from
+from dvc_project import BIN, dvc_project, run
 from train_helpers import SUBPROCESS_ENV, tiny_params, write_faces
+from workspace_weights import weights_sha256, workspace_from
 
 from pipeline.core.device import Gpu, Machine
 from pipeline.core.errors import EXIT_STOPPED, UserError

@@ -95,6 +95,24 @@ def train_tiny(root: Path, faces: np.ndarray, *overrides: str, make_log=None, bu
     return train_gan(faces, params.train, paths, init_distributed(), make_log=make_log, budget=budget)
 
 
+def start_of(root: Path, faces: np.ndarray, *overrides: str) -> tuple[int | None, bytes]:
+    """The step resumed() picks for tiny_params(root, *overrides) (None: from scratch), and the local checkpoint's
+    bytes right after its decision, while its with still holds the sync lease."""
+    from pipeline.core.distributed import init_distributed
+    from pipeline.train.fingerprint import fingerprint
+    from pipeline.train.plan import TrainPaths, plan_steps
+    from pipeline.train.resume import resumed
+
+    params = tiny_params(root, *overrides)
+    models = Path(params.paths.models)
+    paths = TrainPaths(checkpoint=models / "checkpoint.pt", generator=models / "generator.pt")
+    dist = init_distributed()
+    plan = plan_steps(params.train, len(faces), 1)
+    with resumed(faces, params.train, plan, paths, dist, fingerprint(dist.device, 1, False)) as start:
+        step = int(start.state["step"]) if start.state is not None else None
+        return step, paths.checkpoint.read_bytes() if paths.checkpoint.exists() else b""
+
+
 def checkpoint_of(root: Path) -> dict:
     """The checkpoint tiny_params(root) trains into."""
     return load_state(root / "models" / "checkpoint.pt")
