@@ -126,9 +126,9 @@ class Snapshots:
             if state is not None:
                 log.info("snapshots start at step %d: the checkpoint was trained without them", state["step"])
             return
-        if saved["settings"] != settings_of(self.params):
-            diffs = [f"train.{k}: {v!r} -> {settings_of(self.params)[k]!r}" for k, v in saved["settings"].items()
-                     if settings_of(self.params)[k] != v]  # fmt: skip
+        now = settings_of(self.params)
+        if saved["settings"] != now:
+            diffs = [f"train.{k}: {v!r} -> {now[k]!r}" for k, v in saved["settings"].items() if now[k] != v]
             raise UserError(f"the checkpoint's snapshots were scored with other settings ({'; '.join(diffs)}): set "
                             "them back to finish this run, or delete the checkpoint to start over")  # fmt: skip
         self.history, self.best, self.better = list(saved["history"]), saved["best"], saved["better"]
@@ -187,11 +187,11 @@ class Snapshots:
         return entry
 
     def _patience_ran_out(self, done: int) -> bool:
-        since = snapshots_since_best(self.history, self.best)
+        best = self.best["record"] if self.best is not None else None
+        since = snapshots_since(self.history, best["step"] if best else 0)
         patience = self.params.patience
         if not patience or since < patience:
             return False
-        best = self.best["record"] if self.best is not None else None
         where = f"its best {best['scores'][best['select_by']]:.4g} at step {best['step']}" if best else "any value"
         log.info("train.patience=%d: stopping early at step %d: %s has not beaten %s for %d snapshots; best.pt "
                  "holds step %s", patience, done, self.params.select_by, where, since,
@@ -213,8 +213,8 @@ class Snapshots:
         }  # fmt: skip
 
 
-def snapshots_since_best(history: list[dict[str, Any]], best: dict[str, Any] | None) -> int:
-    best_step = best["record"]["step"] if best is not None else 0
+def snapshots_since(history: list[dict[str, Any]], best_step: int) -> int:
+    """The snapshots of history taken after best_step (0: none was best yet): what train.patience counts."""
     return sum(1 for entry in history if entry["step"] > best_step)
 
 
@@ -224,8 +224,7 @@ def stopped_early(state: dict[str, Any], patience: int) -> bool:
     if not patience or state.get("summary") is None or not saved:
         return False
     for k, entry in enumerate(saved["history"]):  # the first snapshot at which patience runs out, as it trained
-        best_step = entry["best_step"] or 0
-        if sum(1 for e in saved["history"][: k + 1] if e["step"] > best_step) >= patience:
+        if snapshots_since(saved["history"][: k + 1], entry["best_step"] or 0) >= patience:
             return entry["step"] <= int(state["step"])
     return False
 
