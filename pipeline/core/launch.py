@@ -47,6 +47,8 @@ def under_launcher(environ: Mapping[str, str] | None = None) -> bool:
 
 def process_count(setting: int | str, device_setting: str, machine: Machine | None = None) -> int:
     """How many processes `processes: setting` means with `device: device_setting` on this machine."""
+    if setting != "auto" and int(setting) == 1:  # the default: no need to look at the GPUs
+        return 1
     machine = machine or probe()
     wants_cuda = device_setting.startswith("cuda") or (device_setting == "auto" and bool(machine.gpus))
     if setting == "auto":
@@ -54,8 +56,6 @@ def process_count(setting: int | str, device_setting: str, machine: Machine | No
             return 1
         return max(len(machine.gpus), 1)
     count = int(setting)
-    if count == 1:
-        return 1
     if wants_cuda and count > len(machine.gpus):
         raise UserError(f"train.processes: {count} processes need {count} CUDA GPUs, but {len(machine.gpus)} "
                         f"{'is' if len(machine.gpus) == 1 else 'are'} visible here: set train.processes to at "
