@@ -28,9 +28,8 @@ from typing import Any
 from pipeline.core.distributed import DistInfo
 
 STOPPED = "time budget"  # the summary's "stopped" value
-
-
 STOP_REPORT_ENV = "ANIMEGAN_STOP_REPORT"  # a file for the summary of a run stopped at its time budget (JSON)
+
 
 @dataclass(frozen=True)
 class Budget:
